@@ -1,0 +1,129 @@
+"""Official GRM checkpoint (`{'net': state_dict}`) -> (ModelConfig, Flax variables)."""
+from __future__ import annotations
+
+import math
+import re
+
+import jax
+import numpy as np
+
+from convert_weights.mapping import IGNORED_SUFFIXES, grm_entries, to_flax, to_torch
+from convert_weights.torch_state import CheckpointError, load_state_dict
+from grm_jax.model.config import DEFAULT_HEADS, ModelConfig
+from grm_jax.model.grm import GRM, abstract_variables
+
+# Present in official checkpoints but unused by the tracking forward pass.
+UNUSED_KEYS = ("backbone.cls_token", "backbone.pos_embed")
+
+
+def _require(state: dict, key: str, source: str) -> np.ndarray:
+    if key not in state:
+        raise CheckpointError(f"{source}: missing key {key!r}; not a GRM/OSTrack state dict")
+    return state[key]
+
+
+def _grid_side(num_tokens: int, key: str, source: str) -> int:
+    side = math.isqrt(num_tokens)
+    if side * side != num_tokens:
+        raise CheckpointError(f"{source}: {key} has {num_tokens} tokens, not a square grid")
+    return side
+
+
+def infer_config(state: dict[str, np.ndarray], num_heads: int | None = None,
+                 source: str = "state dict", **overrides) -> ModelConfig:
+    """Reads the architecture from tensor shapes (dims, depth, sizes, head channels)."""
+    embed_w = _require(state, "backbone.patch_embed.proj.weight", source)
+    if embed_w.ndim != 4 or embed_w.shape[1] != 3 or embed_w.shape[2] != embed_w.shape[3]:
+        raise CheckpointError(f"{source}: backbone.patch_embed.proj.weight has shape {embed_w.shape}, "
+                              "expected (D, 3, p, p)")
+    dim, patch = int(embed_w.shape[0]), int(embed_w.shape[2])
+    blocks = {int(m.group(1)) for k in state if (m := re.match(r"backbone\.blocks\.(\d+)\.", k))}
+    if not blocks:
+        raise CheckpointError(f"{source}: no backbone.blocks.* keys")
+    depth = max(blocks) + 1
+    sizes = {}
+    for name in ("z", "x"):
+        key = f"backbone.pos_embed_{name}"
+        table = _require(state, key, source)
+        if table.ndim != 3 or table.shape[0] != 1 or table.shape[2] != dim:
+            raise CheckpointError(f"{source}: {key} has shape {table.shape}, expected (1, tokens, {dim})")
+        sizes[name] = _grid_side(table.shape[1], key, source) * patch
+    fc1 = _require(state, "backbone.blocks.0.mlp.fc1.weight", source)
+    divide_layers = tuple(sorted(i for i in blocks if f"backbone.blocks.{i}.attn.divide_predict.0.weight" in state))
+    hidden = (384, 192)
+    if divide_layers:
+        first = f"backbone.blocks.{divide_layers[0]}.attn.divide_predict"
+        hidden = (int(state[f"{first}.0.weight"].shape[0]), int(state[f"{first}.2.weight"].shape[0]))
+    head_c = int(_require(state, "box_head.conv1_ctr.0.weight", source).shape[0])
+    if num_heads is None:
+        if dim not in DEFAULT_HEADS:
+            raise CheckpointError(f"{source}: no default head count for dim {dim}; pass --num-heads")
+        num_heads = DEFAULT_HEADS[dim]
+    if dim % num_heads:
+        raise CheckpointError(f"{source}: num_heads={num_heads} does not divide embed dim {dim}")
+    kwargs = dict(embed_dim=dim, depth=depth, num_heads=num_heads, mlp_ratio=fc1.shape[0] / dim,
+                  patch_size=patch, template_size=sizes["z"], search_size=sizes["x"],
+                  head_channels=head_c, divide_layers=divide_layers, predictor_hidden=hidden)
+    kwargs.update(overrides)
+    try:
+        return ModelConfig(**kwargs)
+    except ValueError as err:
+        raise CheckpointError(f"{source}: {err}") from err
+
+
+def _set(tree: dict, path: tuple[str, ...], value) -> None:
+    for name in path[:-1]:
+        tree = tree.setdefault(name, {})
+    tree[path[-1]] = value
+
+
+def _get(tree, path):
+    for name in path:
+        tree = tree[name]
+    return tree
+
+
+def state_dict_to_variables(state: dict[str, np.ndarray], config: ModelConfig,
+                            source: str = "state dict") -> dict:
+    """Official GRM state dict -> {'params', 'batch_stats'} numpy trees for `config`.
+
+    Raises CheckpointError listing missing / unexpected keys and any shape mismatch.
+    """
+    entries = grm_entries(config)
+    table_keys = {"backbone.pos_embed_z", "backbone.pos_embed_x"}
+    expected = {e.torch_key for e in entries} | table_keys
+    present = {k for k in state if not k.endswith(IGNORED_SUFFIXES) and k not in UNUSED_KEYS}
+    missing, unexpected = sorted(expected - present), sorted(present - expected)
+    if missing or unexpected:
+        raise CheckpointError(f"{source}: state dict does not match the GRM architecture; "
+                              f"missing keys {missing}; unexpected keys {unexpected}")
+    target = abstract_variables(GRM(config))
+    variables: dict = {}
+    for e in entries:
+        value = to_flax(state[e.torch_key], e.layout)
+        want = _get(target[e.collection], e.path).shape
+        if value.shape != tuple(want):
+            raise CheckpointError(f"{source}: {e.torch_key} has shape {state[e.torch_key].shape}, "
+                                  f"which gives {value.shape} but the model needs {tuple(want)}")
+        _set(variables.setdefault(e.collection, {}), e.path, value.astype(np.float32))
+    for name in ("z", "x"):
+        _set(variables["params"], ("backbone", f"pos_embed_{name}"),
+             state[f"backbone.pos_embed_{name}"].astype(np.float32))
+    return variables
+
+
+def variables_to_state_dict(variables: dict, config: ModelConfig) -> dict[str, np.ndarray]:
+    """Inverse mapping (for exporting back to the official layout and for tests)."""
+    state = {e.torch_key: to_torch(np.asarray(_get(variables[e.collection], e.path)), e.layout)
+             for e in grm_entries(config)}
+    for name in ("z", "x"):
+        state[f"backbone.pos_embed_{name}"] = np.asarray(variables["params"]["backbone"][f"pos_embed_{name}"])
+    return state
+
+
+def convert_grm_checkpoint(path: str, num_heads: int | None = None, **overrides) -> tuple[ModelConfig, dict]:
+    """Reads an official GRM .pth.tar (or .npz state dict) -> (config, variables)."""
+    state = load_state_dict(path, container_key="net")
+    config = infer_config(state, num_heads=num_heads, source=str(path), **overrides)
+    variables = state_dict_to_variables(state, config, source=str(path))
+    return config, jax.tree_util.tree_map(np.asarray, variables)

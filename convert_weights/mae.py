@@ -1,0 +1,68 @@
+"""MAE encoder (`{'model': state_dict}`) -> initial training variables of a GRM model.
+
+Backbone tensors are copied; `pos_embed` (1, 1+g*g, D) loses its cls entry and is resized
+to the template and search grids with PyTorch's bicubic kernel (a=-0.75,
+align_corners=False, no antialias). Division predictors and the head keep the model's
+own initialization (trunc-normal linears, xavier-uniform head convs), from `seed`.
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from convert_weights.grm import _get, _set
+from convert_weights.mapping import backbone_entries, to_flax
+from convert_weights.torch_state import CheckpointError, load_state_dict
+from grm_jax.model.config import ModelConfig
+from grm_jax.model.grm import GRM, init_variables
+
+# Keys of MAE files that GRM does not use.
+IGNORED_MAE_KEYS = ("cls_token", "mask_token")
+
+
+def resize_pos_embed(pos_embed: np.ndarray, grid: int, num_prefix_tokens: int = 1) -> np.ndarray:
+    """(1, P+g0*g0, D) table -> (1, grid*grid, D), PyTorch bicubic (align_corners=False)."""
+    table = np.asarray(pos_embed, np.float32)[0, num_prefix_tokens:]
+    side = math.isqrt(table.shape[0])
+    if side * side != table.shape[0]:
+        raise CheckpointError(f"pos_embed has {table.shape[0]} patch positions, not a square grid")
+    image = table.reshape(side, side, -1)
+    out = jax.image.resize(image, (grid, grid, image.shape[-1]), method="bicubic-pytorch", antialias=False)
+    return np.asarray(out, np.float32).reshape(1, grid * grid, -1)
+
+
+def mae_to_variables(state: dict[str, np.ndarray], config: ModelConfig, seed: int = 0,
+                     source: str = "MAE checkpoint") -> dict:
+    """MAE encoder state dict + model config -> {'params', 'batch_stats'} (numpy)."""
+    entries = list(backbone_entries(config, prefix=""))
+    expected = {e.torch_key for e in entries} | {"pos_embed"}
+    present = {k for k in state if k not in IGNORED_MAE_KEYS and not k.startswith("decoder")}
+    missing, unexpected = sorted(expected - present), sorted(present - expected)
+    if missing or unexpected:
+        raise CheckpointError(f"{source}: does not match a depth-{config.depth} dim-{config.embed_dim} ViT "
+                              f"encoder; missing keys {missing}; unexpected keys {unexpected}")
+    variables = jax.tree_util.tree_map(np.asarray, init_variables(GRM(config), jax.random.PRNGKey(seed)))
+    variables = jax.tree_util.tree_map(np.array, variables)  # writable copies
+    for e in entries:
+        value = to_flax(state[e.torch_key], e.layout)
+        want = _get(variables[e.collection], e.path).shape
+        if value.shape != want:
+            raise CheckpointError(f"{source}: {e.torch_key} has shape {state[e.torch_key].shape}, which gives "
+                                  f"{value.shape} but the model config needs {want}")
+        _set(variables[e.collection], e.path, value.astype(np.float32))
+    pos = state["pos_embed"]
+    if pos.ndim != 3 or pos.shape[-1] != config.embed_dim:
+        raise CheckpointError(f"{source}: pos_embed has shape {pos.shape}, expected (1, 1+g*g, {config.embed_dim})")
+    bb = variables["params"]["backbone"]
+    bb["pos_embed_z"] = resize_pos_embed(pos, config.template_grid)
+    bb["pos_embed_x"] = resize_pos_embed(pos, config.search_grid)
+    return variables
+
+
+def convert_mae_checkpoint(path: str, config: ModelConfig, seed: int = 0) -> dict:
+    """Reads an MAE .pth (or .npz) and returns initial variables for `config`."""
+    state = load_state_dict(path, container_key="model")
+    return mae_to_variables(state, config, seed=seed, source=str(path))

@@ -1,0 +1,172 @@
+"""Tracker result files and benchmark submission archives.
+
+Per-sequence files (pytracking layout, one results folder per tracker/benchmark):
+* ``<seq>.txt``: one box per frame, ``x1<TAB>y1<TAB>w<TAB>h``. Default format ``'int'`` writes
+  ``%d`` of the values truncated toward zero, exactly like the official GRM/pytracking tracker
+  (the paper's numbers were computed from such files); ``'float'`` writes ``%.4f``.
+* ``<seq>_time.txt``: per-frame seconds, one per line (``%f``).
+Both are written atomically (temporary file in the same folder, then ``os.replace``); the time
+file is written first, so an existing ``<seq>.txt`` means the sequence is complete.
+
+Submissions:
+* GOT-10k: ``<seq>/<seq>_001.txt`` (comma-separated boxes) and ``<seq>/<seq>_time.txt``, zipped.
+* TrackingNet: ``<seq>.txt`` (comma-separated boxes) at the zip root.
+"""
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from grm_jax.evaluate.benchmarks import read_box_file, read_label_file
+
+__all__ = [
+    "format_boxes",
+    "write_results",
+    "is_complete",
+    "read_results",
+    "read_times",
+    "write_got10k_submission",
+    "write_trackingnet_submission",
+]
+
+_FORMATS = ("int", "float")
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def format_boxes(boxes_xywh, fmt: str = "int", delimiter: str = "\t") -> str:
+    """(N, 4) boxes -> text, one line per box. fmt 'int' = truncation toward zero ('%d'), 'float' = '%.4f'."""
+    if fmt not in _FORMATS:
+        raise ValueError(f"fmt must be one of {_FORMATS}, got {fmt!r}")
+    b = np.asarray(boxes_xywh, dtype=np.float64)
+    if b.ndim != 2 or b.shape[1] != 4:
+        raise ValueError(f"boxes must have shape (N, 4), got {b.shape}")
+    if not np.all(np.isfinite(b)):
+        bad = int(np.argwhere(~np.isfinite(b))[0, 0])
+        raise ValueError(f"non-finite box at frame {bad}: {b[bad].tolist()}")
+    if fmt == "int":
+        rows = b.astype(np.int64)  # truncation toward zero, like numpy astype(int) in pytracking
+        return "".join(delimiter.join(str(int(v)) for v in r) + "\n" for r in rows)
+    return "".join(delimiter.join(f"{v:.4f}" for v in r) + "\n" for r in b)
+
+
+def _format_times(times) -> str:
+    t = np.asarray(times, dtype=np.float64).reshape(-1)
+    return "".join(f"{v:f}\n" for v in t)
+
+
+def write_results(results_dir, seq_name: str, boxes_xywh, times=None, fmt: str = "int") -> Path:
+    """Write ``<results_dir>/<seq_name>.txt`` (and ``<seq_name>_time.txt`` when times are given).
+
+    boxes_xywh: (N, 4) (x1, y1, w, h) pixels; times: (N,) seconds per frame or None.
+    Returns the path of the box file. Atomic: readers never see a half-written file.
+    """
+    results_dir = Path(results_dir)
+    text = format_boxes(boxes_xywh, fmt=fmt, delimiter="\t")
+    if times is not None:
+        n_t = np.asarray(times).reshape(-1).shape[0]
+        n_b = np.asarray(boxes_xywh).shape[0]
+        if n_t != n_b:
+            raise ValueError(f"sequence {seq_name!r}: {n_b} boxes but {n_t} times")
+        _atomic_write_bytes(results_dir / f"{seq_name}_time.txt", _format_times(times).encode())
+    path = results_dir / f"{seq_name}.txt"
+    _atomic_write_bytes(path, text.encode())
+    return path
+
+
+def is_complete(results_dir, seq_name: str, num_frames: int | None = None, require_time: bool = False) -> bool:
+    """True when ``<seq_name>.txt`` exists (with ``num_frames`` boxes, if given) and, if
+    ``require_time``, ``<seq_name>_time.txt`` too. Unreadable files count as incomplete."""
+    results_dir = Path(results_dir)
+    path = results_dir / f"{seq_name}.txt"
+    if not path.is_file():
+        return False
+    if require_time and not (results_dir / f"{seq_name}_time.txt").is_file():
+        return False
+    if num_frames is not None:
+        try:
+            return read_results(path).shape[0] == int(num_frames)
+        except ValueError:
+            return False
+    return True
+
+
+def read_results(path) -> np.ndarray:
+    """Read a result/box file (comma, tab or space separated) -> (N, 4) float64."""
+    return read_box_file(path)
+
+
+def read_times(path) -> np.ndarray:
+    """Read a ``<seq>_time.txt`` file -> (N,) float64 seconds."""
+    return read_label_file(path)
+
+
+def _zip_atomic(zip_path: Path, members: Iterable[tuple[str, bytes]]) -> Path:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for arcname, data in members:
+            zf.writestr(arcname, data)
+    _atomic_write_bytes(zip_path, buf.getvalue())
+    return zip_path
+
+
+def write_got10k_submission(results_dir, seq_names: Iterable[str], out_dir, zip_path=None, fmt: str = "int") -> Path:
+    """Build the GOT-10k test submission from ``<results_dir>/<seq>.txt`` (+ ``<seq>_time.txt``).
+
+    Writes ``<out_dir>/<seq>/<seq>_001.txt`` (comma-separated boxes) and ``<out_dir>/<seq>/<seq>_time.txt``
+    (per-frame seconds; a missing time file raises). When ``zip_path`` is given, also writes
+    a zip with the same ``<seq>/...`` layout and returns its path; otherwise returns ``out_dir``.
+    """
+    results_dir, out_dir = Path(results_dir), Path(out_dir)
+    members = []
+    for seq in seq_names:
+        box_path = results_dir / f"{seq}.txt"
+        time_path = results_dir / f"{seq}_time.txt"
+        if not box_path.is_file():
+            raise ValueError(f"missing result file: {box_path}")
+        if not time_path.is_file():
+            raise ValueError(f"missing time file: {time_path}")
+        boxes = read_results(box_path)
+        times = read_times(time_path)
+        if times.shape[0] != boxes.shape[0]:
+            raise ValueError(f"{time_path}: {times.shape[0]} times but {boxes.shape[0]} boxes in {box_path}")
+        box_txt = format_boxes(boxes, fmt=fmt, delimiter=",").encode()
+        time_txt = _format_times(times).encode()
+        _atomic_write_bytes(out_dir / seq / f"{seq}_001.txt", box_txt)
+        _atomic_write_bytes(out_dir / seq / f"{seq}_time.txt", time_txt)
+        members += [(f"{seq}/{seq}_001.txt", box_txt), (f"{seq}/{seq}_time.txt", time_txt)]
+    if zip_path is not None:
+        return _zip_atomic(Path(zip_path), members)
+    return out_dir
+
+
+def write_trackingnet_submission(results_dir, seq_names: Iterable[str], zip_path, fmt: str = "int") -> Path:
+    """Zip ``<seq>.txt`` files (comma-separated boxes, one per frame) at the archive root."""
+    results_dir = Path(results_dir)
+    members = []
+    for seq in seq_names:
+        box_path = results_dir / f"{seq}.txt"
+        if not box_path.is_file():
+            raise ValueError(f"missing result file: {box_path}")
+        members.append((f"{seq}.txt", format_boxes(read_results(box_path), fmt=fmt, delimiter=",").encode()))
+    return _zip_atomic(Path(zip_path), members)

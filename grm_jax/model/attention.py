@@ -1,0 +1,97 @@
+"""Self-attention over [template ; search] tokens with GRM's category policy.
+
+A *policy* is a (B, N, 3) array of (one-hot, or straight-through) category weights per
+token; columns are E_T (template side), E_S (search-only) and E_A (attends to all).
+Template tokens are always [1, 0, 0]. Token i may attend to token j when
+
+    M_ij = T_i (T_j + A_j) + S_i (S_j + A_j) + A_i (T_j + S_j + A_j),   M_ii = 1.
+
+Two implementations, numerically equal up to the official softmax epsilon (~1e-6):
+- `masked_attention`: one dense N x N masked softmax, the official formula. The mask is
+  a float product of the policy, so gradients reach the division predictor (training).
+- `separate_attention`: one attention per query category with a per-key mask (exact
+  -inf masking, `jax.nn.dot_product_attention`), no N x N mask (inference only).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+# RELATION_RULE[c_query, c_key] = 1 when a query of category c_query may see keys of c_key.
+RELATION_RULE = jnp.array([[1.0, 0.0, 1.0],
+                           [0.0, 1.0, 1.0],
+                           [1.0, 1.0, 1.0]], jnp.float32)
+SOFTMAX_EPS = 1e-6
+
+
+def policy_mask(policy: jax.Array) -> jax.Array:
+    """(B, N, 3) policy -> (B, N, N) float mask (rows = queries), diagonal forced to 1."""
+    mask = jnp.einsum("bia,ac,bjc->bij", policy, RELATION_RULE.astype(policy.dtype), policy,
+                      precision=jax.lax.Precision.HIGHEST)
+    eye = jnp.eye(policy.shape[1], dtype=policy.dtype)
+    return mask + (1.0 - mask) * eye
+
+
+def masked_softmax(logits: jax.Array, mask: jax.Array, eps: float = SOFTMAX_EPS) -> jax.Array:
+    """Official `softmax_with_policy`: logits (B,H,N,N), mask (B,N,N) float.
+
+    The row max is taken over ALL keys; masked keys keep a weight of (eps/N)/(rowsum+eps).
+    """
+    n = logits.shape[-1]
+    logits = logits.astype(jnp.float32)
+    logits = logits - jnp.max(logits, axis=-1, keepdims=True)
+    w = jnp.exp(logits) * mask[:, None].astype(jnp.float32)
+    return (w + eps / n) / (jnp.sum(w, axis=-1, keepdims=True) + eps)
+
+
+def split_heads(qkv: jax.Array, num_heads: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(B, N, 3D) projections (rows q | k | v, heads contiguous) -> 3 x (B, H, N, hd)."""
+    b, n, three_d = qkv.shape
+    qkv = qkv.reshape(b, n, 3, num_heads, three_d // (3 * num_heads))
+    qkv = qkv.transpose(2, 0, 3, 1, 4)
+    return qkv[0], qkv[1], qkv[2]
+
+
+def merge_heads(x: jax.Array) -> jax.Array:
+    """(B, H, N, hd) -> (B, N, H*hd)."""
+    b, h, n, hd = x.shape
+    return x.transpose(0, 2, 1, 3).reshape(b, n, h * hd)
+
+
+def attention_logits(q: jax.Array, k: jax.Array) -> jax.Array:
+    """(q k^T) * hd^-0.5 in the official order (scale after the product)."""
+    return jnp.einsum("bhqd,bhkd->bhqk", q, k) * (q.shape[-1] ** -0.5)
+
+
+def full_attention(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
+    """Plain softmax attention, (B,H,N,hd) in and out."""
+    probs = jax.nn.softmax(attention_logits(q, k).astype(jnp.float32), axis=-1)
+    return jnp.einsum("bhqk,bhkd->bhqd", probs.astype(v.dtype), v)
+
+
+def masked_attention(q: jax.Array, k: jax.Array, v: jax.Array, policy: jax.Array) -> jax.Array:
+    """Dense masked attention with the official epsilon-softmax. Shapes (B,H,N,hd)."""
+    probs = masked_softmax(attention_logits(q, k), policy_mask(policy))
+    return jnp.einsum("bhqk,bhkd->bhqd", probs.astype(v.dtype), v)
+
+
+def separate_attention(q: jax.Array, k: jax.Array, v: jax.Array, policy: jax.Array,
+                       num_template: int, search_categories: tuple[int, ...]) -> jax.Array:
+    """Per-category attention: template queries, then search queries once per category.
+
+    Each call uses a (B, N) key mask (no N x N mask). Search outputs are combined with the
+    (one-hot) search policy. Shapes (B,H,N,hd); policy (B,N,3) one-hot.
+    """
+    to_bthd = lambda t: t.transpose(0, 2, 1, 3)  # (B,H,N,hd) -> (B,N,H,hd)
+    qt, kt, vt = to_bthd(q), to_bthd(k), to_bthd(v)
+    rule = RELATION_RULE.astype(policy.dtype)
+
+    def attend(queries, category):
+        key_ok = jnp.einsum("c,bjc->bj", rule[category], policy) > 0  # (B, N)
+        return jax.nn.dot_product_attention(queries, kt, vt, mask=key_ok[:, None, None, :])
+
+    out_z = attend(qt[:, :num_template], 0)
+    qx = qt[:, num_template:]
+    px = policy[:, num_template:]
+    out_x = sum(px[..., c, None, None].astype(q.dtype) * attend(qx, c) for c in search_categories)
+    return to_bthd(jnp.concatenate([out_z, out_x], axis=1))

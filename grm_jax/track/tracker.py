@@ -1,0 +1,323 @@
+"""Single-sequence GRM tracker: the official tracking procedure (spec 5), one device call per frame.
+
+    model, variables = grm_jax.load_model("out/grm_got")
+    tracker = Tracker(model, variables, config.track, threshold=0.0)
+    tracker.initialize(first_frame_rgb_uint8, (x, y, w, h))
+    for frame in frames[1:]:
+        box_xywh = tracker.track(frame)       # (4,) float64 (x1, y1, w, h) pixels
+
+Per frame, host side: the search crop (``grm_jax.crop.sample_target``, bit-exact with the official
+cv2 crop) around the previous state; device side (ONE jitted call): ImageNet normalization of the
+uint8 template and search crops, the network with the division threshold, the Hann window, box
+decoding from the windowed score map and ``(box * S) / resize_factor`` in float32; host side again:
+map-back (float64) and clipping with a margin. The jitted function depends only on the network
+architecture, so trackers of the same architecture share one compilation and no frame or image
+size triggers a recompile (crops always have the network's input sizes; the threshold is traced).
+
+The same building blocks (``prepare_template``, ``prepare_search``, ``postprocess``,
+``step_function``) are used by :mod:`grm_jax.track.batched`, which advances many sequences in
+one device call with exactly the same per-sample arithmetic.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import warnings
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from grm_jax.boxes import clip_box_with_margin, map_box_back
+from grm_jax.crop import sample_target
+from grm_jax.model.config import ModelConfig
+from grm_jax.model.grm import GRM
+from grm_jax.model.head import decode_boxes
+from grm_jax.track.window import hann2d
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "TrackParams",
+    "Tracker",
+    "check_frame",
+    "postprocess",
+    "prepare_search",
+    "prepare_template",
+    "step_function",
+    "validate_box",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+# ----------------------------------------------------------------------------------------------
+# Parameters
+# ----------------------------------------------------------------------------------------------
+
+def _get(cfg, key, default):
+    if cfg is None:
+        return default
+    if isinstance(cfg, Mapping):
+        return cfg.get(key, default)
+    try:
+        return cfg.get(key, default)  # ml_collections.ConfigDict
+    except AttributeError:
+        return getattr(cfg, key, default)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackParams:
+    """Tracking procedure parameters (spec 5).
+
+    template_factor / template_size: template crop (2.0 / 128 officially).
+    search_factor / search_size: search crop (4.0 / 256 for ViT-B, 5.0 / 320 for GRM-L320).
+    clip_margin: margin of the final clipping (10).
+    matmul_precision: jax matmul precision used inside the jitted step ('highest' = true fp32,
+      like the official fp32 network; None = jax's default, e.g. TF32 on NVIDIA GPUs).
+    """
+
+    template_factor: float = 2.0
+    template_size: int = 128
+    search_factor: float = 4.0
+    search_size: int = 256
+    clip_margin: int = 10
+    matmul_precision: str | None = "highest"
+
+    @classmethod
+    def from_config(cls, track_config, model_config: ModelConfig | None = None) -> "TrackParams":
+        """From ``config.track`` (ConfigDict, dict or None). Crop sizes follow ``model_config`` (the
+        checkpoint) when given; a differing run-config size gives a warning and is ignored."""
+        d = cls()
+        p = cls(
+            template_factor=float(_get(track_config, "template_factor", d.template_factor)),
+            template_size=int(_get(track_config, "template_size", d.template_size)),
+            search_factor=float(_get(track_config, "search_factor", d.search_factor)),
+            search_size=int(_get(track_config, "search_size", d.search_size)),
+            clip_margin=int(_get(track_config, "clip_margin", d.clip_margin)),
+            matmul_precision=_get(track_config, "matmul_precision", d.matmul_precision),
+        )
+        if model_config is not None:
+            changes = {}
+            for name in ("template_size", "search_size"):
+                ours, theirs = getattr(p, name), int(getattr(model_config, name))
+                if ours != theirs:
+                    warnings.warn(f"track.{name}={ours} differs from the checkpoint's {name}={theirs}; "
+                                  f"using the checkpoint's value {theirs}", stacklevel=3)
+                    changes[name] = theirs
+            if changes:
+                p = dataclasses.replace(p, **changes)
+        if not (p.template_factor > 0 and p.search_factor > 0):
+            raise ValueError(f"crop factors must be > 0, got template {p.template_factor}, "
+                             f"search {p.search_factor}")
+        return p
+
+
+# ----------------------------------------------------------------------------------------------
+# Input checks
+# ----------------------------------------------------------------------------------------------
+
+def validate_box(box_xywh, what: str = "init box") -> np.ndarray:
+    """(x, y, w, h) -> (4,) float64; ValueError naming the value if non-finite or w/h <= 0."""
+    try:
+        arr = np.asarray(box_xywh, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what}: expected 4 numbers x,y,w,h, got {box_xywh!r}") from None
+    if arr.shape != (4,):
+        raise ValueError(f"{what}: expected 4 numbers x,y,w,h, got {arr.size} ({box_xywh!r})")
+    names = ("x", "y", "w", "h")
+    for name, v in zip(names, arr):
+        if not math.isfinite(v):
+            raise ValueError(f"{what} {arr.tolist()}: {name} = {v} is not a finite number")
+    for name, v in zip(names[2:], arr[2:]):
+        if v <= 0:
+            raise ValueError(f"{what} {arr.tolist()}: {name} = {v} must be > 0 (empty or negative box size)")
+    return arr
+
+
+def check_frame(frame, what: str = "frame") -> np.ndarray:
+    """Frame must be an (H, W, 3) uint8 RGB array; returns it as a numpy array."""
+    im = np.asarray(frame)
+    if im.ndim != 3 or im.shape[2] != 3:
+        raise ValueError(f"{what}: expected an (H, W, 3) RGB image, got shape {im.shape}")
+    if im.dtype != np.uint8:
+        raise ValueError(f"{what}: expected dtype uint8, got {im.dtype}")
+    if im.shape[0] < 1 or im.shape[1] < 1:
+        raise ValueError(f"{what}: empty image {im.shape}")
+    return im
+
+
+# ----------------------------------------------------------------------------------------------
+# Host-side steps (shared with the batched tracker)
+# ----------------------------------------------------------------------------------------------
+
+def prepare_template(frame: np.ndarray, box_xywh: np.ndarray, params: TrackParams):
+    """Template crop (factor, size from params) -> (crop uint8 (T,T,3), resize_factor float)."""
+    crop, rf, _ = sample_target(frame, box_xywh, params.template_factor, params.template_size)
+    return crop, rf
+
+
+def prepare_search(frame: np.ndarray, state_xywh: np.ndarray, params: TrackParams):
+    """Search crop around the previous state -> (crop uint8 (S,S,3), resize_factor float)."""
+    crop, rf, _ = sample_target(frame, state_xywh, params.search_factor, params.search_size)
+    return crop, rf
+
+
+def postprocess(box_px_f32, prev_state_xywh, resize_factor, image_hw, params: TrackParams) -> np.ndarray:
+    """Spec 5 steps 5-6 on host in float64: crop-relative (cx,cy,w,h) pixels -> clipped (x1,y1,w,h).
+
+    box_px_f32: (..., 4) float32 ``(box * S) / resize_factor`` from the device step.
+    prev_state_xywh: (..., 4) float64; resize_factor: scalar or (...,); image_hw: (H, W) or
+    arrays (...,) of H and W.
+    """
+    pred = np.asarray(box_px_f32, dtype=np.float32).astype(np.float64)
+    mapped = map_box_back(pred, np.asarray(prev_state_xywh, np.float64),
+                          np.asarray(resize_factor, np.float64), params.search_size)
+    H, W = image_hw
+    return clip_box_with_margin(mapped, np.asarray(H, np.float64), np.asarray(W, np.float64),
+                                margin=params.clip_margin)
+
+
+# ----------------------------------------------------------------------------------------------
+# Device step
+# ----------------------------------------------------------------------------------------------
+
+def _normalize(images_u8: jax.Array) -> jax.Array:
+    """uint8 NHWC -> float32 ((x / 255) - mean) / std, the official Preprocessor's order."""
+    x = images_u8.astype(jnp.float32) / jnp.float32(255.0)
+    mean = jnp.asarray(IMAGENET_MEAN, jnp.float32)
+    std = jnp.asarray(IMAGENET_STD, jnp.float32)
+    return (x - mean) / std
+
+
+@functools.lru_cache(maxsize=None)
+def step_function(model_config: ModelConfig, dtype: Any = jnp.float32):
+    """Jitted ``step(variables, template_u8 (B,T,T,3), search_u8 (B,S,S,3), resize_factor (B,) f32,
+    threshold ()) -> (box_px (B,4) f32 (cx,cy,w,h) crop pixels, decisions (B,L,Nx) bool, 1 = E_A)``.
+
+    One function per architecture (cached), so every tracker of that architecture shares the
+    compiled executables (one per batch size)."""
+    model = GRM(model_config) if dtype == jnp.float32 else GRM(model_config, dtype=dtype)
+    window = jnp.asarray(hann2d(model_config.search_grid))[None, :, :, None]
+    s = float(model_config.search_size)
+    n_x = model_config.num_search_tokens
+
+    def step(variables, template_u8, search_u8, resize_factor, threshold):
+        out = model.apply(variables, _normalize(template_u8), _normalize(search_u8), threshold)
+        response = window * out["score_map"]
+        box = decode_boxes(response, out["size_map"], out["offset_map"])
+        box_px = (box * jnp.float32(s)) / resize_factor.astype(jnp.float32)[:, None]
+        if out["decisions"]:
+            decisions = jnp.stack(out["decisions"], axis=1) > 0.5
+        else:
+            decisions = jnp.zeros((search_u8.shape[0], 0, n_x), bool)
+        return box_px, decisions
+
+    return jax.jit(step)
+
+
+def _model_dtype(model) -> Any:
+    return getattr(model, "dtype", jnp.float32)
+
+
+def run_step(model_config: ModelConfig, dtype, precision, variables, template_u8, search_u8, resize_factor,
+             threshold):
+    """Calls the cached jitted step under the requested matmul precision."""
+    fn = step_function(model_config, dtype)
+    rf = np.asarray(resize_factor, np.float32).reshape(-1)
+    thr = np.float32(threshold)
+    if precision is None:
+        return fn(variables, template_u8, search_u8, rf, thr)
+    with jax.default_matmul_precision(precision):
+        return fn(variables, template_u8, search_u8, rf, thr)
+
+
+# ----------------------------------------------------------------------------------------------
+# Tracker
+# ----------------------------------------------------------------------------------------------
+
+class Tracker:
+    """The official GRM tracker for one sequence.
+
+    Args:
+      model: a ``grm_jax.GRM`` (its config decides template/search sizes: the checkpoint wins over
+        ``track_config`` with a warning).
+      variables: {'params', 'batch_stats'}.
+      track_config: ``config.track`` (ConfigDict / dict / None for defaults) or a TrackParams.
+      threshold: token-division threshold (0 = argmax; benchmark defaults in
+        ``grm_jax.evaluate.benchmarks.default_threshold``).
+
+    After each ``track`` call: ``state`` (x1,y1,w,h float64), ``last_search_crop`` (S,S,3) uint8,
+    ``last_resize_factor``, ``last_search_box`` (the box the crop was centred on) and
+    ``last_decisions`` ((L, Nx) bool, 1 = E_A, one row per dividing block ``divide_layers``).
+    """
+
+    def __init__(self, model: GRM, variables, track_config=None, threshold: float = 0.0):
+        self.model_config: ModelConfig = model.config
+        self.dtype = _model_dtype(model)
+        if isinstance(track_config, TrackParams):
+            self.params = TrackParams.from_config(dataclasses.asdict(track_config), self.model_config)
+        else:
+            self.params = TrackParams.from_config(track_config, self.model_config)
+        threshold = float(threshold)
+        if not math.isfinite(threshold) or not 0.0 <= threshold < 1.0:
+            raise ValueError(f"threshold must be in [0, 1), got {threshold}")
+        self.threshold = threshold
+        self.variables = jax.device_put({k: variables[k] for k in ("params", "batch_stats")})
+        self.state: np.ndarray | None = None
+        self.template_crop: np.ndarray | None = None
+        self.template_resize_factor: float | None = None
+        self._template_dev = None
+        self._decisions_dev = None
+        self.last_search_crop: np.ndarray | None = None
+        self.last_resize_factor: float | None = None
+        self.last_search_box: np.ndarray | None = None
+        self.last_box_px: np.ndarray | None = None
+        self.frame_index = 0
+
+    @property
+    def divide_layers(self) -> tuple[int, ...]:
+        """0-based block indices of the rows of ``last_decisions``."""
+        return tuple(self.model_config.divide_layers)
+
+    def initialize(self, frame, box_xywh) -> None:
+        """Crops the template (factor 2, size 128) around ``box_xywh`` = (x, y, w, h) in ``frame``."""
+        box = validate_box(box_xywh, "init box")
+        frame = check_frame(frame, "first frame")
+        crop, rf = prepare_template(frame, box, self.params)
+        self.template_crop, self.template_resize_factor = crop, rf
+        self._template_dev = jax.device_put(crop[None])
+        self.state = box.copy()
+        self.frame_index = 0
+        self._decisions_dev = None
+
+    def track(self, frame, state=None) -> np.ndarray:
+        """Tracks one frame -> (4,) float64 (x1, y1, w, h); updates ``state``.
+
+        state: optional previous state to crop around instead of the tracker's own (teacher forcing).
+        """
+        if self._template_dev is None:
+            raise RuntimeError("Tracker.track called before initialize")
+        frame = check_frame(frame, f"frame {self.frame_index + 1}")
+        prev = self.state if state is None else validate_box(state, "state")
+        crop, rf = prepare_search(frame, prev, self.params)
+        box_px, decisions = run_step(self.model_config, self.dtype, self.params.matmul_precision, self.variables,
+                                     self._template_dev, crop[None], [rf], self.threshold)
+        box_px = np.asarray(box_px)[0]
+        new_state = postprocess(box_px, prev, rf, frame.shape[:2], self.params)
+        self.last_search_crop, self.last_resize_factor, self.last_search_box = crop, rf, prev
+        self.last_box_px = box_px
+        self._decisions_dev = decisions
+        self.state = new_state
+        self.frame_index += 1
+        return new_state.copy()
+
+    @property
+    def last_decisions(self) -> np.ndarray | None:
+        """(L, Nx) bool of the last tracked frame (True = E_A, False = E_S); None before tracking."""
+        if self._decisions_dev is None:
+            return None
+        return np.asarray(self._decisions_dev)[0]

@@ -1,0 +1,41 @@
+"""grm-jax: JAX/Flax implementation of GRM (CVPR 2023) for visual object tracking."""
+from setuptools import find_packages, setup
+
+INSTALL_REQUIRES = [
+    "jax>=0.10",
+    "flax>=0.12",
+    "optax>=0.2",
+    "orbax-checkpoint>=0.11",
+    "tensorflow-datasets>=4.9",
+    "grain>=0.2.18",
+    "numpy>=1.26",
+    "ml-collections>=1.0",
+    # Headless OpenCV: identical resize arithmetic to opencv-python, but no GUI/Qt
+    # libraries, so it installs on servers, TPU VMs and Colab without X11.
+    "opencv-python-headless>=4.8",
+    "absl-py>=2.0",
+    "tqdm>=4.60",
+    "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow
+    "matplotlib>=3.7",    # success / precision plots
+]
+
+setup(
+    name="grm-jax",
+    version="0.1.0",
+    description="GRM (Generalized Relation Modeling) transformer tracker in JAX/Flax",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["grm_jax", "grm_jax.*", "data_pipelines", "data_pipelines.*",
+                                    "convert_weights", "convert_weights.*"]),
+    package_data={"grm_jax": ["evaluate/tables/*.json", "evaluate/tables/*.txt"],
+                  "data_pipelines": ["splits/*.txt"]},
+    install_requires=INSTALL_REQUIRES,
+    extras_require={
+        "cuda": ["jax[cuda12]"],
+        "tpu": ["jax[tpu]"],
+        # torch only reads legacy (non-zip) .pth files; the zip format is read without it.
+        "convert": ["torch==2.13.0"],
+        "test": ["pytest>=7", "pytest-xdist>=3", "nbformat>=5", "nbclient>=0.9", "ipykernel>=6"],
+    },
+)

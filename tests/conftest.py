@@ -1,0 +1,22 @@
+"""Shared test setup: fp32-exact matmuls, absl flags parsed (grain workers), fixture paths."""
+import os
+import pathlib
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+from absl import flags  # noqa: E402
+
+jax.config.update("jax_default_matmul_precision", "highest")
+flags.FLAGS.mark_as_parsed()
+
+FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+# Real camera sequences: research use only, read in place, never copied into the repo.
+REAL_SEQUENCES = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "real_sequences"
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir():
+    return FIXTURES

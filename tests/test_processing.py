@@ -1,0 +1,96 @@
+"""Jittered crops vs the official code (train_math jcc_*), jitter and augmentation behaviour."""
+import numpy as np
+import pytest
+
+from data_pipelines.processing import (MEAN, STD, CropSpec, PairProcessor, jitter_box, jittered_center_crop)
+
+
+@pytest.fixture(scope="module")
+def tm(fixtures_dir):
+    return dict(np.load(fixtures_dir / "train_math" / "train_math.npz"))
+
+
+@pytest.mark.parametrize("tag", ["search", "template"])
+def test_jittered_center_crop_matches_official(tm, tag):
+    frames = [tm[f"frame_{k}"] for k in range(4)]
+    crops, boxes, masks = jittered_center_crop(frames, tm["jcc_box_extract_x1y1wh"], tm["jcc_box_gt_x1y1wh"],
+                                               float(tm[f"jcc_{tag}_factor"]), int(tm[f"jcc_{tag}_output_sz"]))
+    for k in range(4):
+        np.testing.assert_array_equal(crops[k], tm[f"jcc_{tag}_crop_{k}"])
+        np.testing.assert_array_equal(masks[k], tm[f"jcc_{tag}_att_mask_{k}"])
+    np.testing.assert_allclose(boxes, tm[f"jcc_{tag}_box_in_crop_x1y1wh_norm"], atol=1e-5, rtol=0)
+
+
+def test_jitter_box_statistics():
+    rng = np.random.default_rng(0)
+    box = np.array([100.0, 50.0, 40.0, 20.0], np.float32)
+    assert np.array_equal(jitter_box(box, 0.0, 0.0, rng), box)
+    js = np.stack([jitter_box(box, 3.0, 0.25, rng) for _ in range(4000)])
+    logs = np.log(js[:, 2:] / box[2:])
+    assert abs(logs.mean()) < 0.02 and abs(logs.std() - 0.25) < 0.02
+    c = js[:, :2] + js[:, 2:] / 2 - (box[:2] + box[2:] / 2)
+    lim = np.sqrt(js[:, 2] * js[:, 3]) * 3.0 / 2 + 1e-3
+    assert np.all(np.abs(c[:, 0]) <= lim) and np.all(np.abs(c[:, 1]) <= lim)
+
+
+def _processor():
+    return PairProcessor(CropSpec(2.0, 128, 0.0, 0.0), CropSpec(4.0, 256, 3.0, 0.25))
+
+
+def test_processor_shapes_and_ranges():
+    rng = np.random.default_rng(1)
+    img_t = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    img_s = rng.integers(0, 256, (130, 170, 3), dtype=np.uint8)
+    proc = _processor()
+    lo = (0 - np.asarray(MEAN)) / np.asarray(STD)
+    hi = (1 - np.asarray(MEAN)) / np.asarray(STD)
+    n_ok = 0
+    for _ in range(30):
+        out = proc(img_t, [50, 40, 30, 25], img_s, [60, 45, 28, 30], rng)
+        if out is None:
+            continue
+        n_ok += 1
+        assert out["template"].shape == (128, 128, 3) and out["template"].dtype == np.float32
+        assert out["search"].shape == (256, 256, 3) and out["search"].dtype == np.float32
+        assert out["template_att"].shape == (128, 128) and out["template_att"].dtype == bool
+        assert out["search_att"].shape == (256, 256)
+        assert out["heatmap"].shape == (16, 16) and out["heatmap"].dtype == np.float32
+        assert out["search_box"].shape == (4,) and out["search_box"].dtype == np.float32
+        for k in ("template", "search"):
+            assert np.all(out[k] >= lo - 1e-5) and np.all(out[k] <= hi + 1e-5)
+        assert out["heatmap"].max() == pytest.approx(1.0)
+        # template: no jitter -> the box centre sits at the crop centre (127/2 px; mirrored
+        # to 1 - 127/256 by the normalized flip)
+        tb = out["template_box"]
+        c = 0.5 * 127 / 128
+        assert np.isclose(tb[0] + tb[2] / 2, c, atol=1e-5) or np.isclose(tb[0] + tb[2] / 2, 1 - c, atol=1e-5)
+        assert np.isclose(tb[1] + tb[3] / 2, c, atol=1e-5)
+    assert n_ok >= 25
+
+
+def test_processor_is_deterministic_and_rejects_all_padding():
+    img = np.full((100, 100, 3), 200, np.uint8)
+    proc = _processor()
+    a = proc(img, [30, 30, 20, 20], img, [35, 30, 20, 20], np.random.default_rng(5))
+    b = proc(img, [30, 30, 20, 20], img, [35, 30, 20, 20], np.random.default_rng(5))
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    # a box far outside the image: the crop is all padding -> rejected
+    far = PairProcessor(CropSpec(2.0, 128, 0.0, 0.0), CropSpec(4.0, 256, 0.0, 0.0))
+    assert far(img, [30, 30, 20, 20], img, [5000, 5000, 10, 10], np.random.default_rng(0)) is None
+
+
+def test_flips_keep_box_on_object():
+    """The object (a bright square) stays under the output box whatever flips are drawn."""
+    img = np.zeros((120, 160, 3), np.uint8)
+    img[40:70, 90:120] = 255
+    box = [90, 40, 30, 30]
+    proc = PairProcessor(CropSpec(2.0, 128, 0.0, 0.0), CropSpec(4.0, 256, 0.0, 0.0), grayscale_prob=0.0)
+    rng = np.random.default_rng(3)
+    for _ in range(12):
+        out = proc(img, box, img, box, rng)
+        for k, s in (("template", 128), ("search", 256)):
+            x, y, w, h = out[f"{k}_box"] * s
+            cx, cy = int(x + w / 2), int(y + h / 2)
+            assert out[k][cy, cx].mean() > 1.0  # bright (normalized white ~ +2)
+            assert out[k][cy, max(int(x) - 6, 0)].mean() < 0  # dark left of the box

@@ -1,0 +1,42 @@
+"""End-to-end tracking on the real camera sequences (read in place, never copied) with the tiny model.
+
+The tiny model has random weights, so only sanity is checked: every frame gets a finite box that
+lies inside the image, and the sequence is tracked through (batched, all sequences together).
+"""
+import time
+
+import numpy as np
+import pytest
+
+from conftest import FIXTURES, REAL_SEQUENCES
+from convert_weights import convert_grm_checkpoint
+from grm_jax.evaluate.benchmarks import load_benchmark
+from grm_jax.model import GRM
+from grm_jax.track.batched import BatchedTracker
+from grm_jax.track.video import read_image
+
+pytestmark = pytest.mark.skipif(not REAL_SEQUENCES.is_dir(), reason=f"{REAL_SEQUENCES} not present")
+
+
+def test_track_all_real_sequences():
+    seqs = load_benchmark("folder", REAL_SEQUENCES)
+    assert len(seqs) >= 1
+    config, variables = convert_grm_checkpoint(str(FIXTURES / "grm_tiny" / "GRM_ep0001.pth.tar"))
+    tracker = BatchedTracker(GRM(config), variables, None, threshold=0.0, batch_size=len(seqs))
+    t0 = time.perf_counter()
+    results = {r.name: r for r in tracker.track(seqs)}
+    elapsed = time.perf_counter() - t0
+    total = sum(len(s) for s in seqs)
+    print(f"\n{len(seqs)} sequences, {total} frames in {elapsed:.1f} s ({total / elapsed:.1f} frames/s)")
+    for s in seqs:
+        r = results[s.name]
+        boxes = r.boxes
+        assert boxes.shape == (len(s), 4), s.name
+        assert np.isfinite(boxes).all(), s.name
+        np.testing.assert_array_equal(boxes[0], s.ground_truth[0])
+        H, W = read_image(s.frames[0]).shape[:2]
+        x, y, w, h = boxes[1:].T
+        assert (w >= 10).all() and (h >= 10).all(), s.name
+        assert (x >= 0).all() and (y >= 0).all(), s.name
+        assert (x + w <= W + 1e-9).all() and (y + h <= H + 1e-9).all(), s.name
+        assert np.isfinite(r.times).all() and (r.times > 0).all()

@@ -1,0 +1,159 @@
+"""launch.py modes evaluate / track / score on a tiny fake benchmark, including resume after a crash."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import FIXTURES
+from convert_weights import convert_grm_checkpoint
+from grm_jax import load_model, save_model
+from grm_jax.configuration import load_config
+from grm_jax.evaluate import runner
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TT = FIXTURES / "track_tiny"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    config, variables = convert_grm_checkpoint(str(FIXTURES / "grm_tiny" / "GRM_ep0001.pth.tar"))
+    return save_model(tmp_path_factory.mktemp("model") / "grm_tiny", config, variables)
+
+
+@pytest.fixture(scope="module")
+def loaded(model_dir):
+    return load_model(model_dir)
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config(str(REPO / "configs" / "grm_tiny_cpu.py"))
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    """folder benchmark: 4 sequences cut from the track_tiny video, different lengths and sizes."""
+    data = np.load(TT / "frames.npz")
+    frames, gt = data["frames"], data["gt_visible_xywh"]
+    root = tmp_path_factory.mktemp("bench")
+    cuts = {"alpha": (0, 6, None), "beta": (4, 7, (200, 160)), "gamma": (10, 18, None), "delta": (20, 22, None)}
+    for name, (a, b, size) in cuts.items():
+        d = root / name
+        d.mkdir()
+        lines = []
+        for i in range(a, b):
+            f, box = frames[i], gt[i].copy()
+            if size is not None:  # crop the top-left part: another image size
+                f = f[:size[1], :size[0]]
+            cv2.imwrite(str(d / f"{i - a + 1:05d}.jpg"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR),
+                        [cv2.IMWRITE_JPEG_QUALITY, 95])
+            lines.append(",".join(f"{v:g}" for v in box))
+        (d / "groundtruth.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def _box_files(d):
+    return {p.name: p.read_text() for p in sorted(pathlib.Path(d).glob("*.txt"))
+            if not p.name.endswith("_time.txt") and p.stem in ("alpha", "beta", "gamma", "delta")}
+
+
+def test_evaluate_resume_and_score(tmp_path, model_dir, loaded, config, bench):
+    dataset = f"folder:{bench}"
+    full = tmp_path / "full"
+    summary = runner.run_evaluate(config, str(model_dir), dataset, str(full), model_and_variables=loaded)
+    assert summary["tracked"] == 4
+    for name in ("alpha", "beta", "gamma", "delta"):
+        assert (full / f"{name}.txt").is_file() and (full / f"{name}_time.txt").is_file()
+    metrics = json.loads((full / "metrics.json").read_text())
+    for key in ("auc", "precision", "norm_precision", "op50", "op75", "fps", "per_sequence", "curves"):
+        assert key in metrics
+    assert (full / "success_plot.png").is_file() and (full / "results.md").is_file()
+
+    # crash after the first finished sequence, then resume
+    part = tmp_path / "part"
+    done = []
+
+    def crash(name):
+        done.append(name)
+        raise KeyboardInterrupt("simulated kill")
+
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_evaluate(config, str(model_dir), dataset, str(part), on_sequence_done=crash,
+                            model_and_variables=loaded)
+    assert len(done) == 1 and len(_box_files(part)) == 1
+    first = part / f"{done[0]}.txt"
+    before = (first.stat().st_mtime_ns, (part / f"{done[0]}_time.txt").read_text())
+    redo = []
+    summary = runner.run_evaluate(config, str(model_dir), dataset, str(part), on_sequence_done=redo.append,
+                                  model_and_variables=loaded)
+    assert done[0] not in redo and sorted(redo + done) == sorted(["alpha", "beta", "gamma", "delta"])
+    assert summary["tracked"] == 3
+    assert (first.stat().st_mtime_ns, (part / f"{done[0]}_time.txt").read_text()) == before
+    assert _box_files(part) == _box_files(full)
+    assert not list(part.glob(".*.tmp"))
+
+    # a third run tracks nothing
+    assert runner.run_evaluate(config, str(model_dir), dataset, str(part), model_and_variables=loaded)["tracked"] == 0
+
+    # score mode on any results folder
+    scored = tmp_path / "scored"
+    m = runner.run_score(config, dataset, str(full), str(scored), tracker_name="tiny")
+    assert json.loads((scored / "metrics.json").read_text())["auc"] == pytest.approx(m["auc"])
+    assert m["auc"] == pytest.approx(metrics["auc"])
+
+
+def test_threshold_and_dataset_resolution(config, bench):
+    assert runner.resolve_threshold(config, "lasot", None) == 0.4
+    assert runner.resolve_threshold(config, "uav123", None) == 0.55
+    assert runner.resolve_threshold(config, "got10k_test", None) == 0.0
+    assert runner.resolve_threshold(config, "lasot", 0.1) == 0.1
+    assert runner.resolve_benchmark(config, f"folder:{bench}") == ("folder", bench)
+    with pytest.raises(ValueError, match="config.data.roots.lasot"):
+        runner.resolve_benchmark(config, "lasot")
+    with pytest.raises(ValueError, match="unknown dataset"):
+        runner.resolve_benchmark(config, "lasott")
+
+
+def test_track_mode(tmp_path, model_dir, loaded, config, bench):
+    out = tmp_path / "track"
+    r = runner.run_track(config, str(model_dir), str(bench / "gamma"), "80,84,40,32", str(out),
+                         show_division=True, division_layers=["1", "3"], model_and_variables=loaded)
+    boxes = np.loadtxt(out / "boxes.txt", delimiter=",")
+    assert boxes.shape == (8, 4)
+    np.testing.assert_allclose(boxes[0], [80, 84, 40, 32])
+    assert np.isfinite(boxes).all()
+    cap = cv2.VideoCapture(str(out / "tracked.mp4"))
+    n, shape = 0, None
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        n, shape = n + 1, frame.shape
+    cap.release()
+    assert n == 8 and shape[1] > 320  # frame + division side panel
+    assert r["ea_fractions"].shape == (8, 2) and r["division_layers"] == [1, 3]
+    with pytest.raises(ValueError, match="not dividing blocks"):
+        runner.run_track(config, str(model_dir), str(bench / "gamma"), "80,84,40,32", str(out),
+                         show_division=True, division_layers=["0"], model_and_variables=loaded)
+    with pytest.raises(ValueError, match="h = 0.0"):
+        runner.run_track(config, str(model_dir), str(bench / "gamma"), "80,84,40,0", str(out),
+                         model_and_variables=loaded)
+
+
+def test_launch_track_subprocess(tmp_path, model_dir, bench):
+    """launch.py end to end (flag wiring) once, in a subprocess."""
+    out = tmp_path / "launch"
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
+    proc = subprocess.run(
+        [sys.executable, "launch.py", "--config", "configs/grm_tiny_cpu.py", "--mode=track",
+         f"--checkpoint={model_dir}", f"--video={bench / 'delta'}", "--init_box=150,120,40,32",
+         f"--workdir={out}"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert np.loadtxt(out / "boxes.txt", delimiter=",").shape == (2, 4)
+    assert (out / "tracked.mp4").stat().st_size > 0
