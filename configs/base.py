@@ -27,7 +27,8 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict()
     c.data.roots = ml_collections.ConfigDict({name: ml_collections.FieldReference(None, field_type=str) for name in (
         "got10k", "lasot", "trackingnet", "coco",                 # training
-        "uav123", "nfs", "avist", "otb100", "tnl2k")})            # evaluation only
+        "uav123", "nfs", "avist", "otb100", "tnl2k",              # evaluation only
+        "folder")})                                               # <seq>/*.jpg + groundtruth.txt
     c.data.datasets = ["got10k_train_full"]
     c.data.ratios = [1.0]
     c.data.samples_per_epoch = 60000
@@ -52,6 +53,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.track = ml_collections.ConfigDict(dict(
         template_factor=2.0, template_size=128, search_factor=4.0, search_size=256,
         clip_margin=10,
+        matmul_precision="highest",  # 'highest' = true fp32 (parity); 'default' allows TF32/bf16 passes on GPU
         # Per-benchmark division thresholds of the official test configs (0 = argmax).
         thresholds=ml_collections.ConfigDict(dict(lasot=0.4, nfs=0.6, uav123=0.55, avist=0.4, default=0.0)),
     ))

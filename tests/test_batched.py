@@ -69,10 +69,10 @@ def _one_by_one(model, variables, seq, threshold):
     return np.asarray([seq.init_box] + [t.track(load_frame(f)) for f in seq.frames[1:]])
 
 
-@pytest.mark.parametrize("batch_size, threshold", [(3, 0.0), (8, 0.4)])
-def test_batched_equals_sequential(tiny_model, sequences, batch_size, threshold):
+@pytest.mark.parametrize("batch_size, threshold, shrink", [(3, 0.0, True), (8, 0.4, True), (4, 0.0, False)])
+def test_batched_equals_sequential(tiny_model, sequences, batch_size, threshold, shrink):
     model, variables = tiny_model
-    results = track_sequences(model, variables, sequences, None, threshold, batch_size=batch_size)
+    results = track_sequences(model, variables, sequences, None, threshold, batch_size=batch_size, shrink=shrink)
     assert list(results) == [s.name for s in sequences]
     for seq in sequences:
         r = results[seq.name]

@@ -157,3 +157,29 @@ def test_launch_track_subprocess(tmp_path, model_dir, bench):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert np.loadtxt(out / "boxes.txt", delimiter=",").shape == (2, 4)
     assert (out / "tracked.mp4").stat().st_size > 0
+
+
+def test_got10k_test_submission(tmp_path, model_dir, loaded, bench):
+    import zipfile
+
+    data = np.load(TT / "frames.npz")
+    split = tmp_path / "GOT10k" / "test"
+    for name, (a, b) in {"GOT-10k_Test_000001": (0, 4), "GOT-10k_Test_000002": (5, 8)}.items():
+        d = split / name
+        d.mkdir(parents=True)
+        for i in range(a, b):
+            cv2.imwrite(str(d / f"{i - a + 1:08d}.jpg"), cv2.cvtColor(data["frames"][i], cv2.COLOR_RGB2BGR))
+        (d / "groundtruth.txt").write_text(",".join(f"{v:g}" for v in data["gt_visible_xywh"][a]) + "\n")
+    (split / "list.txt").write_text("GOT-10k_Test_000001\nGOT-10k_Test_000002\n")
+    cfg = load_config(str(REPO / "configs" / "grm_tiny_cpu.py"))
+    cfg.data.roots.got10k = str(tmp_path / "GOT10k")
+    out = tmp_path / "eval"
+    summary = runner.run_evaluate(cfg, str(model_dir), "got10k_test", str(out), tracker_name="tiny",
+                                  model_and_variables=loaded)
+    assert summary["threshold"] == 0.0
+    with zipfile.ZipFile(summary["submission"]) as zf:
+        names = set(zf.namelist())
+        assert "GOT-10k_Test_000001/GOT-10k_Test_000001_001.txt" in names
+        assert "GOT-10k_Test_000002/GOT-10k_Test_000002_time.txt" in names
+        lines = zf.read("GOT-10k_Test_000002/GOT-10k_Test_000002_001.txt").decode().splitlines()
+    assert len(lines) == 3 and lines[0].count(",") == 3

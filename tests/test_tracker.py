@@ -133,3 +133,37 @@ def test_bad_benchmark_inputs(tmp_path):
     (seq / "groundtruth.txt").write_text("1,1,4,4\n1,1,4,4\n")
     with pytest.raises(ValueError, match="2 ground-truth lines but 3 frames"):
         bm.load_benchmark("folder", tmp_path / "root")
+
+
+def test_no_recompile_across_frames_sizes_thresholds(tiny_model, video):
+    from grm_jax.track.tracker import step_function
+
+    model, variables = tiny_model
+    fn = step_function(model.config)
+    t = Tracker(model, variables, None, threshold=0.0)
+    t.initialize(video["frames"][0], video["gt_visible_xywh"][0])
+    t.track(video["frames"][1])
+    before = fn._cache_size()
+    for thr, (h, w) in ((0.0, (240, 320)), (0.55, (97, 131)), (0.4, (400, 180))):
+        t = Tracker(model, variables, None, threshold=thr)
+        frames = [np.ascontiguousarray(np.resize(f, (h, w, 3))) for f in video["frames"][:4]]
+        t.initialize(frames[0], [10, 12, 30, 25])
+        for f in frames[1:]:
+            t.track(f)
+    assert fn._cache_size() == before
+
+
+def test_video_file_roundtrip(tmp_path, video):
+    from grm_jax.track.video import VideoWriter, frame_count, video_fps
+
+    path = tmp_path / "clip.mp4"
+    with VideoWriter(path, fps=12) as w:
+        for f in video["frames"][:5]:
+            w.write(f)
+    frames = list(iter_frames(path))
+    assert len(frames) == 5 and frames[0].shape == (240, 320, 3) and frames[0].dtype == np.uint8
+    assert frame_count(path) == 5 and video_fps(path) == pytest.approx(12)
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00" * 100)
+    with pytest.raises(FrameError, match="broken.mp4"):
+        list(iter_frames(bad))

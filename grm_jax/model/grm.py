@@ -54,7 +54,7 @@ def init_variables(model: GRM, rng: jax.Array, batch_size: int = 1):
     cfg = model.config
     template = jnp.zeros((batch_size, cfg.template_size, cfg.template_size, 3), jnp.float32)
     search = jnp.zeros((batch_size, cfg.search_size, cfg.search_size, 3), jnp.float32)
-    return model.init({"params": rng}, template, search)
+    return jax.jit(model.init)({"params": rng}, template, search)
 
 
 def abstract_variables(model: GRM):
