@@ -36,6 +36,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.data.template = ml_collections.ConfigDict(dict(factor=2.0, size=128, center_jitter=0.0, scale_jitter=0.0))
     c.data.search = ml_collections.ConfigDict(dict(factor=4.0, size=256, center_jitter=3.0, scale_jitter=0.25))
     c.data.num_workers = 8
+    c.data.num_threads = 2                 # per-worker decode threads
     c.data.sample_dir = ml_collections.FieldReference(None, field_type=str)  # bundled sample data cache
     c.data.packed_dir = ml_collections.FieldReference(None, field_type=str)  # ArrayRecord shards (pack.py)
 
@@ -49,6 +50,8 @@ def get_base_config() -> ml_collections.ConfigDict:
         max_steps=ml_collections.FieldReference(None, field_type=int),  # cut the schedule short
         seed=0,
         eval_after=False,          # evaluate the final checkpoint on sample validation sequences
+        # Without any dataset root: a short announced run on the bundled sample data.
+        sample_steps=40, sample_batch_size=2,
     ))
     c.track = ml_collections.ConfigDict(dict(
         template_factor=2.0, template_size=128, search_factor=4.0, search_size=256,

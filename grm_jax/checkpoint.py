@@ -75,8 +75,11 @@ def resolve_variables_dir(path: str | os.PathLike) -> tuple[pathlib.Path, pathli
 def load_variables(path: str | os.PathLike, config: ModelConfig) -> dict:
     """Restores {'params', 'batch_stats'} shaped for `config` from a model dir or workdir."""
     _, variables_dir = resolve_variables_dir(path)
+    # Restore onto one local device, whatever topology wrote it (e.g. a 2-host training run).
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     target = abstract_variables(GRM(config))
-    target = {k: target[k] for k in ("params", "batch_stats")}
+    target = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
+                                    {k: target[k] for k in ("params", "batch_stats")})
     with ocp.StandardCheckpointer() as ckptr:
         try:
             restored = ckptr.restore(variables_dir, target)

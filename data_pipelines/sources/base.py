@@ -24,6 +24,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from grm_jax.annotations import read_box_file, read_label_file
+
 __all__ = [
     "SequenceInfo",
     "Source",
@@ -75,51 +77,21 @@ def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def _read_text(path: str) -> str:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"missing annotation file: {path}")
-    with open(path, "r", encoding="utf-8") as f:
-        return f.read()
-
-
 def read_number_table(path: str, columns: int = 4) -> np.ndarray:
-    """Read a text table of numbers (comma, tab or space separated), one row per line.
-
-    Returns float64 (N, columns). Raises FileNotFoundError / ValueError naming ``path``.
-    """
-    text = _read_text(path)
-    rows = []
-    for ln, line in enumerate(text.splitlines(), start=1):
-        line = line.strip()
-        if not line:
-            continue
-        parts = line.replace(",", " ").replace("\t", " ").split()
-        if len(parts) != columns:
-            raise ValueError(f"malformed annotation file {path}, line {ln}: expected {columns} numbers, got {line!r}")
-        try:
-            rows.append([float(p) for p in parts])
-        except ValueError:
-            raise ValueError(f"malformed annotation file {path}, line {ln}: not numbers: {line!r}") from None
-    if not rows:
-        raise ValueError(f"malformed annotation file {path}: no boxes")
-    # NaN entries (unlabeled frames in some releases) are kept; they end up valid=False.
-    return np.asarray(rows, dtype=np.float64)
+    """(N, 4) float64 boxes from a text file (see grm_jax.annotations); errors name ``path``."""
+    if columns != 4:
+        raise ValueError(f"read_number_table supports 4 columns, got {columns}")
+    return read_box_file(path)
 
 
 def read_flag_list(path: str) -> np.ndarray:
-    """Read integer labels: one per line (GOT-10k) or one comma-separated line (LaSOT).
-
-    Returns int64 (N,). Raises FileNotFoundError / ValueError naming ``path``.
-    """
-    text = _read_text(path)
-    tokens = text.replace(",", " ").split()
-    try:
-        vals = [int(float(t)) for t in tokens]
-    except ValueError:
-        raise ValueError(f"malformed label file {path}: non-integer entries") from None
-    if not vals:
+    """Integer labels: one per line (GOT-10k) or one comma-separated line (LaSOT) -> int64 (N,)."""
+    values = read_label_file(path)
+    if values.size == 0:
         raise ValueError(f"malformed label file {path}: empty")
-    return np.asarray(vals, dtype=np.int64)
+    if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
+        raise ValueError(f"malformed label file {path}: non-integer entries")
+    return values.astype(np.int64)
 
 
 def check_length(arr: np.ndarray, n: int, path: str) -> np.ndarray:

@@ -33,6 +33,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from grm_jax.annotations import read_box_file, read_label_file
+
 __all__ = [
     "Sequence",
     "list_benchmarks",
@@ -86,50 +88,6 @@ class Sequence:
 # ----------------------------------------------------------------------------------------------
 # Text files
 # ----------------------------------------------------------------------------------------------
-
-_SEP = re.compile(r"[,\t; ]+")
-
-
-def _parse_number_lines(path: Path) -> list[list[float]]:
-    if not path.is_file():
-        raise ValueError(f"missing file: {path}")
-    rows = []
-    with open(path, "r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            s = line.strip()
-            if not s:
-                continue
-            try:
-                rows.append([float(tok) for tok in _SEP.split(s) if tok])
-            except ValueError:
-                raise ValueError(f"{path}, line {lineno}: cannot parse numbers from {s[:80]!r}") from None
-    return rows
-
-
-def read_box_file(path, max_lines: int | None = None) -> np.ndarray:
-    """Read boxes, one per line, 4 numbers separated by commas/tabs/spaces -> (N, 4) float64.
-
-    'NaN'/'nan' entries are kept as NaN. Blank lines are skipped. max_lines: read only the first
-    lines (TrackingNet/GOT-10k test publish only the first box).
-    """
-    path = Path(path)
-    rows = _parse_number_lines(path)
-    if max_lines is not None:
-        rows = rows[:max_lines]
-    if not rows:
-        raise ValueError(f"{path}: no boxes")
-    for i, r in enumerate(rows):
-        if len(r) != 4:
-            raise ValueError(f"{path}, box {i + 1}: expected 4 numbers, got {len(r)}")
-    return np.asarray(rows, dtype=np.float64).reshape(-1, 4)
-
-
-def read_label_file(path) -> np.ndarray:
-    """Read per-frame labels (one per line, or all on one comma-separated line) -> flat float64 array."""
-    path = Path(path)
-    rows = _parse_number_lines(path)
-    return np.asarray([v for r in rows for v in r], dtype=np.float64)
-
 
 def _json_table(name: str):
     path = TABLES_DIR / name

@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # RELATION_RULE[c_query, c_key] = 1 when a query of category c_query may see keys of c_key.
-RELATION_RULE = jnp.array([[1.0, 0.0, 1.0],
-                           [0.0, 1.0, 1.0],
-                           [1.0, 1.0, 1.0]], jnp.float32)
+# numpy (not jnp): importing grm_jax must not start the XLA backend before jax.distributed.initialize.
+RELATION_RULE = np.array([[1.0, 0.0, 1.0],
+                          [0.0, 1.0, 1.0],
+                          [1.0, 1.0, 1.0]], np.float32)
 SOFTMAX_EPS = 1e-6
 
 
 def policy_mask(policy: jax.Array) -> jax.Array:
     """(B, N, 3) policy -> (B, N, N) float mask (rows = queries), diagonal forced to 1."""
-    mask = jnp.einsum("bia,ac,bjc->bij", policy, RELATION_RULE.astype(policy.dtype), policy,
+    mask = jnp.einsum("bia,ac,bjc->bij", policy, jnp.asarray(RELATION_RULE, policy.dtype), policy,
                       precision=jax.lax.Precision.HIGHEST)
     eye = jnp.eye(policy.shape[1], dtype=policy.dtype)
     return mask + (1.0 - mask) * eye
@@ -84,7 +86,7 @@ def separate_attention(q: jax.Array, k: jax.Array, v: jax.Array, policy: jax.Arr
     """
     to_bthd = lambda t: t.transpose(0, 2, 1, 3)  # (B,H,N,hd) -> (B,N,H,hd)
     qt, kt, vt = to_bthd(q), to_bthd(k), to_bthd(v)
-    rule = RELATION_RULE.astype(policy.dtype)
+    rule = jnp.asarray(RELATION_RULE, policy.dtype)
 
     def attend(queries, category):
         key_ok = jnp.einsum("c,bjc->bj", rule[category], policy) > 0  # (B, N)

@@ -11,7 +11,8 @@ What it does
     LR x0.1 at ``lr_drop_epoch``;
   * no dataset root configured at all: trains on the bundled sample dataset with a SHORT schedule
     (announced; ``SAMPLE_STEPS`` steps of ``SAMPLE_BATCH`` pairs unless ``train.max_steps`` is set),
-    then evaluates the final checkpoint on the sample validation sequences and prints the AO;
+    then evaluates the final checkpoint on the sample validation sequences and prints the AO (with
+    ``train.max_steps`` set, e.g. the tiny config, only when ``train.eval_after`` is True);
   * checkpoints: orbax CheckpointManager (async) in ``workdir/checkpoints/<step>/`` with items
     ``variables`` ({'params', 'batch_stats'}, what ``grm_jax.checkpoint.load_model(workdir)``
     reads), ``train_state`` ({'opt_state', 'step', 'rng'}) and ``data_iter`` (grain iterator state,
@@ -51,7 +52,7 @@ __all__ = ["run_train", "initialize_distributed", "validate_config", "plan_sched
 
 # Short schedule on the bundled sample data (no dataset root configured): fits, with compilation and
 # the final evaluation, in 10 minutes for ViT-B on a 2-core CPU.
-SAMPLE_STEPS = 20
+SAMPLE_STEPS = 40
 SAMPLE_BATCH = 2
 SAMPLE_EVAL_DATASET = "got10k_val"
 # config.data keys read by data_pipelines but absent from configs/base.py
@@ -204,7 +205,7 @@ def plan_schedule(config, num_devices: int = 1, num_processes: int = 1) -> Sched
     max_steps = _opt(t, "max_steps")
     batch = int(t.batch_size)
     if sample and max_steps is None:
-        batch = max(min(batch, SAMPLE_BATCH), num_devices)
+        batch = max(min(batch, int(t.get("sample_batch_size", SAMPLE_BATCH))), num_devices)
         batch = math.lcm(batch, num_devices, num_processes) if batch % num_devices else batch
     if batch % num_devices or batch % num_processes:
         raise ValueError(f"config.train.batch_size={batch} must be divisible by the number of devices "
@@ -212,7 +213,7 @@ def plan_schedule(config, num_devices: int = 1, num_processes: int = 1) -> Sched
     steps_per_epoch = max(int(config.data.samples_per_epoch) // batch, 1)
     total = int(t.epochs) * steps_per_epoch
     if sample and max_steps is None:
-        total = SAMPLE_STEPS
+        total = int(t.get("sample_steps", SAMPLE_STEPS))
     elif max_steps is not None:
         total = min(total, int(max_steps))
     return Schedule(batch, total, steps_per_epoch, sample)
@@ -306,10 +307,25 @@ def _write_run_files(workdir: pathlib.Path, config, model_config) -> None:
 # The loop
 # ------------------------------------------------------------------------------------------------
 
+def _to_host(tree):
+    """Host copy of a tree of replicated (possibly multi-process) arrays."""
+    import jax  # noqa: PLC0415
+
+    def get(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return np.asarray(x.addressable_data(0))
+        return np.asarray(x)
+    return jax.tree_util.tree_map(get, tree)
+
+
 def _quiet_library_logs() -> None:
     """orbax logs every checkpoint step at INFO through absl; keep the console to the progress bar
     unless a verbosity was asked for (--verbosity / -v)."""
+    from absl import flags  # noqa: PLC0415
     from absl import logging as absl_logging  # noqa: PLC0415
+
+    if not flags.FLAGS.is_parsed():  # called outside launch.py: grain workers read absl flags
+        flags.FLAGS.mark_as_parsed()
 
     if absl_logging.get_verbosity() <= absl_logging.INFO and not os.environ.get("GRM_VERBOSE"):
         absl_logging.set_verbosity(absl_logging.WARNING)
@@ -365,9 +381,11 @@ def run_train(config, workdir: str | os.PathLike,
         _say(f"SHORT schedule: {sched.total_steps} steps x {sched.global_batch} pairs "
              f"(a smoke run, not the paper's recipe); then AO on the sample validation sequences.")
         _say("=" * 78)
+    drop_step = int(config.train.lr_drop_epoch) * sched.steps_per_epoch
     _say(f"{n_proc} process(es), {n_dev} device(s) [{jax.devices()[0].platform}]; global batch "
          f"{sched.global_batch} ({local_batch} per process); {sched.total_steps} steps, "
-         f"{sched.steps_per_epoch} per epoch; LR drop at step {config.train.lr_drop_epoch * sched.steps_per_epoch}")
+         f"{sched.steps_per_epoch} per epoch; "
+         + (f"LR x0.1 at step {drop_step}" if drop_step < sched.total_steps else "no LR drop within this run"))
 
     dtype = jnp.bfloat16 if bool(config.train.bf16) else jnp.float32
     model = GRM(model_config, dtype=dtype)
@@ -402,7 +420,7 @@ def run_train(config, workdir: str | os.PathLike,
 
     writer = None
     bar = None
-    start_step = int(jax.device_get(state.step))
+    start_step = int(_to_host(state.step))
     if proc == 0:
         from tensorboardX import SummaryWriter  # noqa: PLC0415
         from tqdm import tqdm  # noqa: PLC0415
@@ -415,6 +433,8 @@ def run_train(config, workdir: str | os.PathLike,
     last_means: dict[str, float] = {}
     t_log, steps_log = time.time(), 0
     every_ckpt, every_log = int(config.train.checkpoint_every_steps), int(config.train.log_every_steps)
+    if sched.sample and _opt(config.train, "max_steps") is None:
+        every_log = min(every_log, max(sched.total_steps // 8, 1))
     try:
         while step < sched.total_steps:
             batch = next(data_iter)
@@ -427,7 +447,7 @@ def run_train(config, workdir: str | os.PathLike,
             if bar is not None:
                 bar.update(1)
             if step % every_log == 0 or step == sched.total_steps or step == start_step + 1:
-                fetched = jax.device_get(pending)
+                fetched = _to_host(pending)
                 pending = []
                 elapsed = max(time.time() - t_log, 1e-9)
                 last_means = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
@@ -456,7 +476,8 @@ def run_train(config, workdir: str | os.PathLike,
          f"{workdir / 'checkpoints'} (load with grm_jax.checkpoint.load_model('{workdir}'))")
 
     result = {"step": step, "metrics": last_means, "eval": None}
-    if (sched.sample or bool(_opt(config.train, "eval_after", False))) and proc == 0:
+    short_sample_run = sched.sample and _opt(config.train, "max_steps") is None
+    if (short_sample_run or bool(_opt(config.train, "eval_after", False))) and proc == 0:
         result["eval"] = evaluate_on_sample(config, workdir)
     _say(f"total wall time {time.time() - t_start:.0f} s")
     return result

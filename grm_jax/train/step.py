@@ -125,7 +125,7 @@ def synthetic_batch(config: ModelConfig, batch_size: int, seed: int | np.random.
         a = t // 4
         tpl[a:t - a, a:t - a] = color
         srch = rng.normal(0, 0.5, (s, s, 3)).astype(np.float32)
-        size = rng.uniform(0.12, 0.3, size=2)
+        size = rng.uniform(0.2, 0.4, size=2)
         x1y1 = rng.uniform(0.02, 1.0 - size - 0.02)
         px = np.round(np.concatenate([x1y1, x1y1 + size]) * s).astype(int)
         srch[px[1]:px[3], px[0]:px[2]] = color

@@ -1,0 +1,39 @@
+"""A micro GRM learns a tiny synthetic tracking task (a coloured square on noise): within a few hundred
+CPU steps of the real step function and optimizer the loss falls and the mean IoU rises clearly."""
+import jax
+import numpy as np
+
+from grm_jax.model.config import ModelConfig
+from grm_jax.model.grm import GRM
+from grm_jax.train import optimizer as opt_lib
+from grm_jax.train import state as state_lib
+from grm_jax.train import step as step_lib
+
+MICRO = ModelConfig(embed_dim=64, depth=3, num_heads=2, head_channels=32, template_size=32, search_size=64,
+                    predictor_hidden=(32, 16), drop_path_rate=0.0, divide_layers=(1, 2))
+STEPS, BATCH, WINDOW = 400, 16, 30
+
+
+def test_loss_falls_and_iou_rises():
+    model = GRM(MICRO)
+    # the real optimizer (3 groups, clip 0.1, AdamW); LR 1e-3 for every group (no MAE start, short run)
+    tx, lr_fn = opt_lib.make_optimizer(opt_lib.OptimizerSpec(lr=1e-3, backbone_lr_mult=1.0, divide_lr=1e-3,
+                                                             lr_drop_epoch=10, steps_per_epoch=STEPS))
+    mesh = state_lib.make_mesh(jax.devices()[:1])
+    state = state_lib.create_state(model, tx, jax.random.PRNGKey(0), mesh)
+    train_step = step_lib.make_train_step(model, tx, lr_fn, mesh=mesh)
+    history = []
+    for i in range(STEPS):
+        batch = step_lib.synthetic_batch(MICRO, BATCH, seed=7, start=i * BATCH)
+        state, metrics = train_step(state, step_lib.put_batch(batch, mesh))
+        history.append(metrics)
+    history = jax.device_get(history)
+    loss = np.array([float(m["loss"]) for m in history])
+    iou = np.array([float(m["iou"]) for m in history])
+    assert np.all(np.isfinite(loss))
+    first_loss, last_loss = loss[:WINDOW].mean(), loss[-WINDOW:].mean()
+    first_iou, last_iou = iou[:WINDOW].mean(), iou[-WINDOW:].mean()
+    print(f"loss {first_loss:.3f} -> {last_loss:.3f}, IoU {first_iou:.3f} -> {last_iou:.3f}")
+    # measured: loss 11.8 -> 2.0, IoU 0.06 -> 0.5
+    assert last_loss < 0.35 * first_loss, (first_loss, last_loss)
+    assert last_iou > first_iou + 0.25 and last_iou > 0.35, (first_iou, last_iou)
