@@ -36,6 +36,6 @@ setup(
         "tpu": ["jax[tpu]"],
         # torch only reads legacy (non-zip) .pth files; the zip format is read without it.
         "convert": ["torch==2.13.0"],
-        "test": ["pytest>=7", "pytest-xdist>=3", "nbformat>=5", "nbclient>=0.9", "ipykernel>=6"],
+        "test": ["pytest>=7", "pytest-xdist>=3", "nbformat>=5", "nbclient>=0.9", "ipykernel>=6", "got10k>=0.1.3", "shapely>=2", "six"],
     },
 )

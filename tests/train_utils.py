@@ -48,20 +48,11 @@ def run_ok(cmd, env, timeout=300):
 
 
 def final_params(workdir):
-    """{path: array} of the latest checkpoint's params in ``workdir`` (the 'variables' item that
-    grm_jax.checkpoint.load_model reads), restored onto one local device whatever topology saved it."""
-    import orbax.checkpoint as ocp
+    """{path: array} of the latest checkpoint's params in ``workdir`` (what load_model reads),
+    restored onto one local device whatever topology saved it."""
+    from grm_jax.checkpoint import load_variables, read_model_config
 
-    from grm_jax.checkpoint import read_model_config, resolve_variables_dir
-    from grm_jax.model.grm import GRM, abstract_variables
-
-    _, variables_dir = resolve_variables_dir(workdir)
-    one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    target = abstract_variables(GRM(read_model_config(workdir)))
-    target = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=one),
-                                    {k: target[k] for k in ("params", "batch_stats")})
-    with ocp.StandardCheckpointer() as ckptr:
-        variables = ckptr.restore(variables_dir, target)
+    variables = load_variables(workdir, read_model_config(workdir))
     return {jax.tree_util.keystr(p): np.asarray(v)
             for p, v in jax.tree_util.tree_flatten_with_path(variables["params"])[0]}
 
