@@ -279,34 +279,29 @@ def _avist(root: Path, sequences):
     return out
 
 
-def _tnl2k(root: Path, sequences):
-    names = sorted(d.name for d in root.iterdir() if d.is_dir() and (d / "groundtruth.txt").is_file())
-    out = []
-    for name in _select(names, sequences, str(root)):
-        sdir = _require_dir(root / name, "sequence")
-        fdir = _require_dir(sdir / "imgs", "frames")
-        frames = _sorted_images(fdir)
-        gt_path = sdir / "groundtruth.txt"
-        gt = read_box_file(gt_path)
-        _check_count(gt, frames, gt_path)
-        out.append(Sequence(name, frames, gt, "tnl2k"))
-    return out
-
-
-def _folder(root: Path, sequences):
+def _groundtruth_folders(root: Path, sequences, dataset: str, frame_dir: Callable[[Path], Path]):
+    """Sequences laid out as <root>/<seq>/groundtruth.txt with frames in frame_dir(<root>/<seq>)."""
     names = sorted(d.name for d in root.iterdir() if d.is_dir() and (d / "groundtruth.txt").is_file())
     if sequences is None and not names:
         raise ValueError(f"no sequence folders (with groundtruth.txt) in {root}")
     out = []
     for name in _select(names, sequences, str(root)):
         sdir = _require_dir(root / name, "sequence")
-        fdir = sdir / "img" if (sdir / "img").is_dir() else sdir
-        frames = _sorted_images(fdir)
+        frames = _sorted_images(frame_dir(sdir))
         gt_path = sdir / "groundtruth.txt"
         gt = read_box_file(gt_path)
         _check_count(gt, frames, gt_path)
-        out.append(Sequence(name, frames, gt, "folder"))
+        out.append(Sequence(name, frames, gt, dataset))
     return out
+
+
+def _tnl2k(root: Path, sequences):
+    return _groundtruth_folders(root, sequences, "tnl2k", lambda sdir: _require_dir(sdir / "imgs", "frames"))
+
+
+def _folder(root: Path, sequences):
+    return _groundtruth_folders(root, sequences, "folder",
+                                lambda sdir: sdir / "img" if (sdir / "img").is_dir() else sdir)
 
 
 _LOADERS: dict[str, Callable] = {
