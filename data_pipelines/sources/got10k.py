@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 
 from data_pipelines.sources.base import (FileSource, SequenceInfo, check_length, make_info, read_flag_list,
                                          read_number_table)
+from grm_jax.annotations import read_label_file
 
 __all__ = ["Got10kSource", "SPLITS_DIR", "read_index_split"]
 
@@ -26,19 +28,11 @@ _SPLIT_FILES = {"train_full": "got10k_train_split.txt", "vot_train": "got10k_vot
 
 
 def read_index_split(path: str) -> list[int]:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"missing split file: {path}")
-    out = []
-    with open(path, "r", encoding="utf-8") as f:
-        for ln, line in enumerate(f, start=1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                out.append(int(line))
-            except ValueError:
-                raise ValueError(f"malformed split file {path}, line {ln}: {line!r}") from None
-    return out
+    """Sequence indices of a GOT-10k split file, one integer per line."""
+    values = read_label_file(path)
+    if not np.all(values == np.round(values)):
+        raise ValueError(f"malformed split file {path}: non-integer entries")
+    return [int(v) for v in values]
 
 
 def list_sequence_dirs(base: str) -> list[str]:

@@ -258,33 +258,29 @@ def _abstract_with_sharding(abstract, shardings):
                                   abstract, shardings)
 
 
-def _save_args(state, data_iter):
+def _checkpoint_args(state, data_iter, save: bool):
+    """Composite orbax args for the three checkpoint items; `state` holds arrays (save) or
+    abstract arrays with shardings (restore). 'variables' is what load_model reads."""
     import grain  # noqa: PLC0415
     import orbax.checkpoint as ocp  # noqa: PLC0415
 
+    tree = ocp.args.StandardSave if save else ocp.args.StandardRestore
     items = {
-        "variables": ocp.args.StandardSave({"params": state.params, "batch_stats": state.batch_stats}),
-        "train_state": ocp.args.StandardSave({"opt_state": state.opt_state, "step": state.step,
-                                              "rng": state.rng}),
+        "variables": tree({"params": state.params, "batch_stats": state.batch_stats}),
+        "train_state": tree({"opt_state": state.opt_state, "step": state.step, "rng": state.rng}),
     }
     if data_iter is not None:
-        items["data_iter"] = grain.checkpoint.CheckpointSave(data_iter)
+        items["data_iter"] = (grain.checkpoint.CheckpointSave if save else grain.checkpoint.CheckpointRestore)(data_iter)
     return ocp.args.Composite(**items)
 
 
-def _restore(mngr, step, abstract_state, shardings, data_iter):
-    import grain  # noqa: PLC0415
-    import orbax.checkpoint as ocp  # noqa: PLC0415
+def _save_args(state, data_iter):
+    return _checkpoint_args(state, data_iter, save=True)
 
+
+def _restore(mngr, step, abstract_state, shardings, data_iter):
     target = _abstract_with_sharding(abstract_state, shardings)
-    items = {
-        "variables": ocp.args.StandardRestore({"params": target.params, "batch_stats": target.batch_stats}),
-        "train_state": ocp.args.StandardRestore({"opt_state": target.opt_state, "step": target.step,
-                                                 "rng": target.rng}),
-    }
-    if data_iter is not None:
-        items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
-    out = mngr.restore(step, args=ocp.args.Composite(**items))
+    out = mngr.restore(step, args=_checkpoint_args(target, data_iter, save=False))
     v, ts = out["variables"], out["train_state"]
     return abstract_state.replace(params=v["params"], batch_stats=v["batch_stats"], opt_state=ts["opt_state"],
                                   step=ts["step"], rng=ts["rng"])
