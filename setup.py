@@ -6,7 +6,6 @@ INSTALL_REQUIRES = [
     "flax>=0.12",
     "optax>=0.2",
     "orbax-checkpoint>=0.11",
-    "tensorflow-datasets>=4.9",
     "grain>=0.2.18",
     "numpy>=1.26",
     "ml-collections>=1.0",
@@ -17,6 +16,9 @@ INSTALL_REQUIRES = [
     "tqdm>=4.60",
     "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow
     "matplotlib>=3.7",    # success / precision plots
+    # An ffmpeg binary with libx264 (no system install): track mode writes H.264 videos that
+    # browsers and notebooks play (the PyPI OpenCV wheels have no H.264 encoder).
+    "imageio-ffmpeg>=0.5",
 ]
 
 setup(
@@ -27,15 +29,20 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["grm_jax", "grm_jax.*", "data_pipelines", "data_pipelines.*",
-                                    "convert_weights", "convert_weights.*"]),
-    package_data={"grm_jax": ["evaluate/tables/*.json", "evaluate/tables/*.txt"],
-                  "data_pipelines": ["splits/*.txt"]},
+                                    "convert_weights", "convert_weights.*"]) + ["grm_jax.configs"],
+    # The top-level configs/ folder is installed as grm_jax.configs (bundled run configs).
+    package_dir={"grm_jax.configs": "configs"},
+    package_data={"grm_jax": ["datasets/tables/*.json", "datasets/splits/*.txt"]},
     install_requires=INSTALL_REQUIRES,
+    entry_points={"console_scripts": ["grm-jax=grm_jax.cli:main"]},
     extras_require={
         "cuda": ["jax[cuda12]"],
         "tpu": ["jax[tpu]"],
         # torch only reads legacy (non-zip) .pth files; the zip format is read without it.
         "convert": ["torch==2.13.0"],
-        "test": ["pytest>=7", "pytest-xdist>=3", "nbformat>=5", "nbclient>=0.9", "ipykernel>=6", "got10k>=0.1.3", "shapely>=2", "six"],
+        # Packing datasets into ArrayRecord shards (python -m data_pipelines.pack) is the only user
+        # of tensorflow-datasets (and its pyarrow); reading packs needs only grain.
+        "pack": ["tensorflow-datasets>=4.9"],
+        "test": ["tensorflow-datasets>=4.9", "wheel", "pytest>=7", "pytest-xdist>=3", "nbformat>=5", "nbclient>=0.9", "ipykernel>=6", "got10k>=0.1.3", "shapely>=2", "six"],
     },
 )

@@ -32,7 +32,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from grm_jax.evaluate.benchmarks import load_benchmark  # noqa: E402
+from grm_jax.datasets import load_benchmark  # noqa: E402
 from grm_jax.model import GRM, init_variables, vit_base, vit_large  # noqa: E402
 from grm_jax.track.batched import BatchedTracker  # noqa: E402
 from grm_jax.track.tracker import Tracker, run_step  # noqa: E402

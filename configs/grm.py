@@ -8,11 +8,11 @@
 Evaluate:
     python launch.py --config configs/grm.py --mode=evaluate --checkpoint=DIR --dataset=lasot --workdir=OUT
 """
-from configs.base import get_base_config
+from grm_jax.run_config import default_configdict
 
 
 def get_config():
-    c = get_base_config()
+    c = default_configdict()
     c.data.datasets = ["lasot_train", "got10k_vot_train", "coco_train", "trackingnet_train"]
     c.data.ratios = [1.0, 1.0, 1.0, 1.0]
     c.train.epochs, c.train.lr_drop_epoch = 300, 240

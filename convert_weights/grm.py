@@ -8,7 +8,8 @@ import jax
 import numpy as np
 
 from convert_weights.mapping import IGNORED_SUFFIXES, grm_entries, to_flax, to_torch
-from convert_weights.torch_state import CheckpointError, load_state_dict
+from convert_weights.torch_state import load_state_dict
+from grm_jax.errors import CheckpointError
 from grm_jax.model.config import DEFAULT_HEADS, ModelConfig
 from grm_jax.model.grm import GRM, abstract_variables
 
@@ -20,6 +21,15 @@ def _require(state: dict, key: str, source: str) -> np.ndarray:
     if key not in state:
         raise CheckpointError(f"{source}: missing key {key!r}; not a GRM/OSTrack state dict")
     return state[key]
+
+
+def require_finite(array: np.ndarray, key: str, source: str) -> np.ndarray:
+    """Returns ``array``; raises CheckpointError naming ``key`` when it holds NaN or Inf."""
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        raise CheckpointError(f"{source}: tensor {key!r} holds {bad} NaN/Inf value(s) of {np.size(array)}",
+                              hint="the checkpoint is corrupt or its training diverged; use another file")
+    return array
 
 
 def _grid_side(num_tokens: int, key: str, source: str) -> int:
@@ -55,6 +65,8 @@ def infer_config(state: dict[str, np.ndarray], num_heads: int | None = None,
         first = f"backbone.blocks.{divide_layers[0]}.attn.divide_predict"
         hidden = (int(state[f"{first}.0.weight"].shape[0]), int(state[f"{first}.2.weight"].shape[0]))
     head_c = int(_require(state, "box_head.conv1_ctr.0.weight", source).shape[0])
+    if num_heads is not None and not (isinstance(num_heads, (int, np.integer)) and num_heads >= 1):
+        raise CheckpointError(f"{source}: num_heads must be a positive integer, got {num_heads!r}")
     if num_heads is None:
         if dim not in DEFAULT_HEADS:
             raise CheckpointError(f"{source}: no default head count for dim {dim}; pass --num-heads")
@@ -97,6 +109,8 @@ def state_dict_to_variables(state: dict[str, np.ndarray], config: ModelConfig,
     if missing or unexpected:
         raise CheckpointError(f"{source}: state dict does not match the GRM architecture; "
                               f"missing keys {missing}; unexpected keys {unexpected}")
+    for key in sorted(expected):
+        require_finite(state[key], key, source)
     target = abstract_variables(GRM(config))
     variables: dict = {}
     for e in entries:

@@ -13,9 +13,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from convert_weights.grm import _get, _set
+from convert_weights.grm import _get, _set, require_finite
 from convert_weights.mapping import backbone_entries, to_flax
-from convert_weights.torch_state import CheckpointError, load_state_dict
+from convert_weights.torch_state import load_state_dict
+from grm_jax.errors import CheckpointError
 from grm_jax.model.config import ModelConfig
 from grm_jax.model.grm import GRM, init_variables
 
@@ -44,6 +45,8 @@ def mae_to_variables(state: dict[str, np.ndarray], config: ModelConfig, seed: in
     if missing or unexpected:
         raise CheckpointError(f"{source}: does not match a depth-{config.depth} dim-{config.embed_dim} ViT "
                               f"encoder; missing keys {missing}; unexpected keys {unexpected}")
+    for key in sorted(expected):  # before the (slow) model initialization
+        require_finite(state[key], key, source)
     variables = jax.tree_util.tree_map(np.asarray, init_variables(GRM(config), jax.random.PRNGKey(seed)))
     variables = jax.tree_util.tree_map(np.array, variables)  # writable copies
     for e in entries:

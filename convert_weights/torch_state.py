@@ -1,144 +1,148 @@
-"""Read PyTorch state dicts into numpy without importing torch (and without running code).
+"""Read PyTorch state dicts into numpy without torch and without running code from the file.
 
-Supported inputs:
-- PyTorch zip checkpoints (`torch.save` since 1.6; `.pth`, `.pth.tar`): parsed with a
-  restricted unpickler that rebuilds tensors from the archive's storage records and
-  replaces any other class (optimizer state, settings objects) by an inert stub.
-- `.npz` files holding the same state dict (`np.savez(path, **state_dict)`).
-- Legacy (pre-zip) torch files, only when torch is installed (`pip install .[convert]`).
+Supported inputs (the format is recognised from the first bytes, never from the name):
+- PyTorch zip checkpoints (``torch.save`` since 1.6; ``.pth``, ``.pth.tar``);
+- legacy checkpoints (``_use_new_zipfile_serialization=False``, torch < 1.6): magic-number,
+  protocol-version and sys-info pickles, the main pickle, the pickled list of storage keys, then
+  per storage an int64 element count and the raw little-endian bytes;
+- ``.npz`` files holding the same state dict (``np.savez(path, **state_dict)``), read with
+  ``allow_pickle=False``.
+Both torch formats go through the restricted unpickler of :mod:`convert_weights.torch_pickle`:
+a global outside its allow-list is refused (CheckpointError naming the file and the global), and
+every tensor is checked against its storage before any array is built.
 """
 from __future__ import annotations
 
-import collections
 import os
-import pickle
 import zipfile
 from typing import Any
 
 import numpy as np
 
+from convert_weights.torch_pickle import StorageRef, TensorRef, materialize, unpickle
+from grm_jax.errors import CheckpointError
 
-class CheckpointError(ValueError):
-    """A weight file that cannot be read or does not form the expected model."""
+__all__ = ["CheckpointError", "load_state_dict", "read_checkpoint"]
 
-
-_STORAGE_DTYPES = {
-    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
-    "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16,
-    "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
-    "BFloat16Storage": "bfloat16",
-}
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+LEGACY_PROTOCOL = 1001
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTO = b"\x80"
 
 
-class _Stub:
-    """Stands in for any class we do not need; accepts construction and state."""
+def _zip_storage_reader(archive: zipfile.ZipFile, prefix: str, path: str):
+    cache: dict[str, np.ndarray] = {}
 
-    def __init__(self, *args, **kwargs):
-        self.args = args
-
-    def __setstate__(self, state):
-        self.state = state
-
-
-def _stub_class(module: str, name: str):
-    return type(name, (_Stub,), {"__module__": f"stub.{module}"})
-
-
-def _rebuild_tensor(storage, offset, size, stride, *unused):
-    array, dtype = storage
-    if not size:
-        return array[offset:offset + 1].reshape(()).copy()
-    itemsize = array.dtype.itemsize
-    view = np.lib.stride_tricks.as_strided(array[offset:], shape=tuple(size),
-                                           strides=tuple(s * itemsize for s in stride))
-    return np.array(view)
-
-
-def _rebuild_parameter(data, *unused):
-    return data
-
-
-class _StateUnpickler(pickle.Unpickler):
-    def __init__(self, file, archive: zipfile.ZipFile, prefix: str, path: str):
-        super().__init__(file)
-        self._archive, self._prefix, self._path = archive, prefix, path
-        self._storages: dict[str, np.ndarray] = {}
-
-    def find_class(self, module, name):
-        if module == "torch._utils" and name in ("_rebuild_tensor_v2", "_rebuild_tensor"):
-            return _rebuild_tensor
-        if module == "torch._utils" and name == "_rebuild_parameter":
-            return _rebuild_parameter
-        if module == "collections" and name == "OrderedDict":
-            return collections.OrderedDict
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return name
-        return _stub_class(module, name)
-
-    def persistent_load(self, pid):
-        kind, storage_type, key, _location, _numel = pid
-        if kind != "storage":
-            raise CheckpointError(f"{self._path}: unsupported persistent record {kind!r}")
-        if key not in self._storages:
-            record = f"{self._prefix}/data/{key}"
+    def read(ref: StorageRef) -> np.ndarray:
+        if ref.key not in cache:
+            record = f"{prefix}data/{ref.key}"
             try:
-                raw = self._archive.read(record)
+                info = archive.getinfo(record)
             except KeyError as err:
-                raise CheckpointError(f"{self._path}: storage record {record} missing (truncated file?)") from err
-            dtype = _STORAGE_DTYPES.get(storage_type if isinstance(storage_type, str) else "", None)
-            if dtype is None:
-                raise CheckpointError(f"{self._path}: unsupported storage type {storage_type!r}")
-            if dtype == "bfloat16":
-                raw16 = np.frombuffer(raw, np.uint16).astype(np.uint32) << 16
-                self._storages[key] = raw16.view(np.float32)
-            else:
-                self._storages[key] = np.frombuffer(raw, dtype)
-        return self._storages[key], storage_type
+                raise CheckpointError(f"{path}: storage record {record} missing (truncated file?)") from err
+            nbytes = ref.numel * ref.type.dtype.itemsize
+            if info.file_size != nbytes:
+                raise CheckpointError(f"{path}: storage record {record} holds {info.file_size} bytes but is "
+                                      f"declared as {ref.type.name} of {ref.numel} elements ({nbytes} bytes)")
+            cache[ref.key] = np.frombuffer(archive.read(record), ref.type.dtype)
+        return cache[ref.key]
+    return read
 
 
-def _load_torch_zip(path: str) -> Any:
+def _read_zip(path: str, select) -> Any:
     try:
         archive = zipfile.ZipFile(path)
         names = archive.namelist()
     except (zipfile.BadZipFile, EOFError, OSError) as err:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({err})") from err
-    pkl = [n for n in names if n.endswith("/data.pkl") or n == "data.pkl"]
-    if not pkl:
-        raise CheckpointError(f"{path}: zip archive without data.pkl; not a PyTorch checkpoint")
-    prefix = pkl[0][: -len("/data.pkl")] if "/" in pkl[0] else ""
-    byteorder = f"{prefix}/byteorder"
-    if byteorder in names and archive.read(byteorder).decode().strip() != "little":
-        raise CheckpointError(f"{path}: big-endian checkpoints are not supported")
-    try:
-        with archive.open(pkl[0]) as f:
-            return _StateUnpickler(f, archive, prefix, path).load()
-    except CheckpointError:
-        raise
-    except (zipfile.BadZipFile, EOFError, pickle.UnpicklingError, ValueError, OSError) as err:
-        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({err})") from err
+        raise CheckpointError(f"{path}: truncated or corrupt zip checkpoint ({err})",
+                              hint="download or copy the file again") from err
+    with archive:
+        pkl = sorted(n for n in names if n == "data.pkl" or n.endswith("/data.pkl"))
+        if not pkl:
+            raise CheckpointError(f"{path}: zip archive without data.pkl; not a PyTorch checkpoint")
+        prefix = pkl[0][: -len("data.pkl")]
+        if f"{prefix}byteorder" in names and archive.read(f"{prefix}byteorder").strip() != b"little":
+            raise CheckpointError(f"{path}: big-endian checkpoints are not supported")
+        try:
+            with archive.open(pkl[0]) as f:
+                obj, _ = unpickle(f, path)
+            return materialize(select(obj), _zip_storage_reader(archive, prefix, path), path)
+        except (zipfile.BadZipFile, EOFError, OSError) as err:
+            raise CheckpointError(f"{path}: truncated or corrupt zip checkpoint ({err})") from err
 
 
-def _load_with_torch(path: str) -> Any:
-    try:
-        import torch  # noqa: PLC0415  (optional dependency)
-    except ImportError as err:
-        raise CheckpointError(
-            f"{path}: not a zip-format PyTorch checkpoint nor .npz; reading legacy torch files "
-            "needs torch (pip install '.[convert]')") from err
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # torch raises many kinds
-        raise CheckpointError(f"{path}: torch could not read it ({err})") from err
-    return _tensors_to_numpy(obj)
+def _legacy_storage_offsets(f, path: str, keys, refs: dict[str, StorageRef]) -> dict[str, int]:
+    """Walks the storage section: {key: file offset of its bytes}, checking every element count."""
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys) or sorted(keys) != sorted(refs):
+        raise CheckpointError(f"{path}: the storage key list does not match the storages the tensors use")
+    size, offsets = os.fstat(f.fileno()).st_size, {}
+    for key in keys:
+        ref = refs[key]
+        header = f.read(8)
+        if len(header) < 8:
+            raise CheckpointError(f"{path}: truncated legacy checkpoint (storage {key!r} missing)")
+        numel = int.from_bytes(header, "little", signed=True)
+        if numel != ref.numel:
+            raise CheckpointError(f"{path}: storage {key!r} holds {numel} elements but is declared as "
+                                  f"{ref.type.name} of {ref.numel}")
+        offsets[key] = f.tell()
+        end = offsets[key] + numel * ref.type.dtype.itemsize
+        if end > size:
+            raise CheckpointError(f"{path}: truncated legacy checkpoint (storage {key!r} ends at byte "
+                                  f"{end}, file has {size})")
+        f.seek(end)
+    return offsets
 
 
-def _tensors_to_numpy(obj):
-    if hasattr(obj, "detach") and hasattr(obj, "numpy"):
-        return obj.detach().cpu().float().numpy() if str(obj.dtype) == "torch.bfloat16" else obj.detach().cpu().numpy()
-    if isinstance(obj, dict):
-        return type(obj)((k, _tensors_to_numpy(v)) for k, v in obj.items()) if isinstance(obj, collections.OrderedDict) \
-            else {k: _tensors_to_numpy(v) for k, v in obj.items()}
-    return obj
+def _read_legacy(path: str, select) -> Any:
+    with open(path, "rb") as f:
+        magic, _ = unpickle(f, path)
+        if magic != LEGACY_MAGIC:
+            raise CheckpointError(f"{path}: not a PyTorch checkpoint (a pickle without torch's magic number)")
+        version, _ = unpickle(f, path)
+        if version != LEGACY_PROTOCOL:
+            raise CheckpointError(f"{path}: unsupported legacy torch protocol version {version!r}")
+        sys_info, _ = unpickle(f, path)
+        if not isinstance(sys_info, dict) or sys_info.get("little_endian") is not True:
+            raise CheckpointError(f"{path}: big-endian (or malformed) legacy checkpoint is not supported")
+        obj, refs = unpickle(f, path, legacy=True)
+        keys, _ = unpickle(f, path)
+        offsets = _legacy_storage_offsets(f, path, keys, refs)
+
+        def read(ref: StorageRef) -> np.ndarray:
+            f.seek(offsets[ref.key])
+            return np.frombuffer(f.read(ref.numel * ref.type.dtype.itemsize), ref.type.dtype)
+
+        return materialize(select(obj), read, path)
+
+
+def read_checkpoint(path: str, select=lambda obj: obj) -> Any:
+    """Unpickles a torch zip or legacy checkpoint with the restricted unpickler.
+
+    select(obj) -> the part whose tensors become numpy arrays (e.g. the state dict inside);
+    other tensors are never read. Returns select(obj) with its tensors materialized.
+    """
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head == _ZIP_MAGIC:
+        return _read_zip(path, select)
+    if head[:1] == _PICKLE_PROTO:
+        return _read_legacy(path, select)
+    raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a torch zip archive nor a legacy "
+                          "torch file)")
+
+
+def _select_state(path: str, container_key: str | None):
+    def select(obj):
+        if not isinstance(obj, dict):
+            raise CheckpointError(f"{path}: expected a dict at the top level, found {type(obj).__name__}")
+        if container_key is not None and container_key in obj:
+            return obj[container_key]
+        if container_key is not None and not any(isinstance(v, TensorRef) for v in obj.values()):
+            raise CheckpointError(f"{path}: no {container_key!r} entry; top-level keys: "
+                                  f"{sorted(map(str, obj))[:20]}")
+        return obj
+    return select
 
 
 def load_state_dict(path: str | os.PathLike, container_key: str | None = None) -> dict[str, np.ndarray]:
@@ -146,7 +150,7 @@ def load_state_dict(path: str | os.PathLike, container_key: str | None = None) -
 
     container_key: the top-level entry holding the state dict ('net' for official GRM
     checkpoints, 'model' for MAE). When the file already is a flat state dict (e.g. .npz)
-    it is returned as is.
+    it is returned as is. Raises CheckpointError naming the file for anything else.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -159,13 +163,9 @@ def load_state_dict(path: str | os.PathLike, container_key: str | None = None) -
                 return {k: data[k] for k in data.files}
         except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
             raise CheckpointError(f"{path}: not a readable .npz state dict ({err})") from err
-    obj = _load_torch_zip(path) if zipfile.is_zipfile(path) else _load_with_torch(path)
+    obj = read_checkpoint(path, _select_state(path, container_key))
     if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: expected a dict at the top level, found {type(obj).__name__}")
-    if container_key is not None and container_key in obj:
-        obj = obj[container_key]
-    elif container_key is not None and not any(isinstance(v, np.ndarray) for v in obj.values()):
-        raise CheckpointError(f"{path}: no {container_key!r} entry; top-level keys: {sorted(map(str, obj))[:20]}")
+        raise CheckpointError(f"{path}: entry {container_key!r} is a {type(obj).__name__}, not a state dict")
     state = {k: v for k, v in obj.items() if isinstance(v, np.ndarray)}
     if not state:
         raise CheckpointError(f"{path}: no tensors found")

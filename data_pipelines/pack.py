@@ -2,16 +2,18 @@
 
     python -m data_pipelines.pack --dataset got10k_train_full --root /data/got10k --out /data/packed/got10k
 
-``--dataset`` takes the names of :func:`data_pipelines.sources.make_source` (``got10k`` is an
-alias of ``got10k_train_full``; ``sample`` packs the bundled synthetic dataset, ``--root`` being
-its cache folder). The output folder holds a tfds dataset (``GrmTrackingFrames``,
+``--dataset`` takes a training-set name of the registry (``grm_jax.datasets.registry``:
+got10k_train_full, got10k_vot_train, got10k_train_all, lasot_train, trackingnet_train,
+coco_train, sample_train; ``--root`` of sample_train is its cache folder, generated if needed).
+The output folder holds a tfds dataset (``GrmTrackingFrames``,
 ``file_format='array_record'``, ``disable_shuffling=True``: records keep the frame order, one per
 stored frame, with the ORIGINAL encoded JPEG bytes), plus ``sequences.npz`` (boxes / valid /
-visible / record index per frame) and ``grm_pack.json``. Either write to
-``<config.data.packed_dir>/<dataset name>`` (e.g. ``packed/got10k_vot_train``, ``packed/lasot``), or point
-``config.data.roots.<name>`` at the output folder: :func:`make_source` detects it and returns a
-:class:`~data_pipelines.sources.packed.PackedSource`, which gives the same pairs as the folder
-reader for the same seed.
+visible / record index per frame) and ``grm_pack.json`` (layout: :mod:`grm_jax.datasets.packed`).
+Either write to ``<config.data.packed_dir>/<dataset name>`` (e.g. ``packed/got10k_vot_train``,
+``packed/lasot_train``), or point ``config.data.roots.<root>`` at the output folder:
+:func:`grm_jax.datasets.training_source` detects it and returns a
+:class:`~grm_jax.datasets.packed.PackedSource`, which gives the same pairs as the folder reader
+for the same seed.
 
 ``--frames visible`` stores only the frames the sampler can pick (visible ones); the others are
 kept in the index (their boxes and flags) but have no record. Shared files (COCO images used by
@@ -28,9 +30,10 @@ from typing import Iterator
 
 import numpy as np
 
-from data_pipelines.sources import Source, make_source
-from data_pipelines.sources.base import CorruptImageError
-from data_pipelines.sources.packed import PACK_FORMAT, PACK_INDEX, PACK_META, PackedSource
+from grm_jax.datasets import CorruptImageError, Source, names, training_source
+from grm_jax.datasets.packed import PACK_FORMAT, PACK_INDEX, PACK_META, PackedSource
+from grm_jax.errors import GrmError
+from grm_jax.io_utils import atomic_write_bytes
 
 __all__ = ["pack_source", "PackedSource", "main", "BUILDER_NAME"]
 
@@ -74,8 +77,17 @@ def _plan(source: Source, frames: str, root: str | None):
     return index, records
 
 
+def _import_tfds():
+    try:
+        import tensorflow_datasets as tfds  # noqa: PLC0415
+    except ImportError:
+        raise GrmError("packing needs tensorflow-datasets, which is an optional extra",
+                       hint='pip install -e ".[pack]"') from None
+    return tfds
+
+
 def _make_builder_class():
-    import tensorflow_datasets as tfds
+    tfds = _import_tfds()
 
     class GrmTrackingFrames(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         """Frames of a tracking dataset: encoded image bytes in frame order."""
@@ -138,8 +150,7 @@ def pack_source(source: Source, out_dir: str | os.PathLike, frames: str = "all",
                 data = b""
             yield r, {"image": data, "key": key, "sequence": i, "frame": f}
 
-    import tensorflow_datasets as tfds
-
+    tfds = _import_tfds()
     builder_cls = _make_builder_class()
     download_config = None
     if num_shards is not None:
@@ -160,26 +171,21 @@ def pack_source(source: Source, out_dir: str | os.PathLike, frames: str = "all",
             "builder_dir": builder_dir, "num_sequences": int(source.num_sequences),
             "num_frames": int(index["frame_record"].shape[0]), "num_records": len(records),
             "frames": frames, "unreadable_records": len(unreadable)}
-    tmp = os.path.join(out_dir, PACK_META + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(meta, fh, indent=1)
-    os.replace(tmp, os.path.join(out_dir, PACK_META))
+    atomic_write_bytes(os.path.join(out_dir, PACK_META), json.dumps(meta, indent=1).encode())
     return PackedSource(out_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m data_pipelines.pack", description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", required=True,
-                   help="got10k (= got10k_train_full), got10k_train_full, got10k_vot_train, got10k_all, lasot, "
-                        "trackingnet, coco, sample")
-    p.add_argument("--root", required=True, help="dataset root folder (sample: cache folder, created if needed)")
+    p.add_argument("--dataset", required=True, help="training set: " + ", ".join(names("train")))
+    p.add_argument("--root", required=True,
+                   help="dataset root folder (sample_train: cache folder, created if needed)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--frames", default="all", choices=["all", "visible"],
                    help="store every frame, or only the visible (sampleable) ones")
     p.add_argument("--num_shards", type=int, default=None, help="ArrayRecord shards (default: tfds decides)")
     args = p.parse_args(argv)
-    name = {"got10k": "got10k_train_full", "got10k_all": "got10k"}.get(args.dataset, args.dataset)
-    src = make_source(name, args.root)
+    src = training_source(args.dataset, args.root)
     if isinstance(src, PackedSource):
         raise SystemExit(f"{args.root} is already a packed dataset")
     packed = pack_source(src, args.out, frames=args.frames, root=getattr(src, "root", None),
@@ -189,4 +195,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except GrmError as err:  # bad names, roots and files: one message, no traceback
+        print(f"error: {err.user_message()}", file=sys.stderr)
+        sys.exit(2)

@@ -1,4 +1,4 @@
-"""Training-pair processing (spec 6): joint augmentation, jitter, crops, per-image augmentation,
+"""Training-pair processing: joint augmentation, jitter, crops, per-image augmentation,
 CenterNet heatmap labels. Mirrors OSTrack's ``STARKProcessing`` + pytracking transforms.
 
 Per pair, in this order (all randomness from one ``numpy.random.Generator``):
@@ -19,7 +19,6 @@ Outputs are NHWC float32 (no batch axis here).
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import threading
 import warnings
@@ -29,8 +28,9 @@ import cv2
 import numpy as np
 
 from grm_jax.crop import sample_target, transform_image_to_crop
+from grm_jax.run_config import CropSpec  # one crop of a pair: factor, size, jitter (RunConfig.crop)
 from data_pipelines.sampler import PairSampler, PairSpec
-from data_pipelines.sources.base import CorruptImageError
+from grm_jax.datasets.source import CorruptImageError
 
 __all__ = [
     "CropSpec", "PairProcessor", "jitter_box", "jittered_center_crop", "gaussian_radius", "heatmap_centers",
@@ -56,14 +56,6 @@ def _note_skip(msg: str) -> None:
     with _skip_lock:
         _skipped["count"] += 1
     warnings.warn(f"skipping unreadable training image: {msg}", RuntimeWarning, stacklevel=3)
-
-
-@dataclasses.dataclass(frozen=True)
-class CropSpec:
-    factor: float
-    size: int
-    center_jitter: float
-    scale_jitter: float
 
 
 # -------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from data_pipelines.sources.base import SequenceInfo, Source
+from grm_jax.datasets.source import SequenceInfo, Source
 
 __all__ = ["PairSpec", "PairSampler", "sample_visible_id"]
 

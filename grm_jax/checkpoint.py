@@ -3,11 +3,26 @@
 A model directory (written by the converters and at the end of training):
     <dir>/model_config.json     ModelConfig as JSON
     <dir>/variables/            orbax checkpoint of {'params', 'batch_stats'}
-A training work directory holds `model_config.json` and `checkpoints/<step>/variables`
-(orbax CheckpointManager); `load_model(workdir)` takes the latest step.
+    <dir>/weights.sha256        sha256 of every file under variables/ (``sha256sum -c`` format)
+``load_model`` verifies the weight files of a model directory against ``weights.sha256`` before
+restoring, and refuses a directory without one, a changed or missing file, or an unlisted file.
+A training work directory (written by ``grm_jax.train``):
+    <workdir>/model_config.json         ModelConfig as JSON (a workdir is also a model directory)
+    <workdir>/config.json               the run config (RunConfig.to_dict())
+    <workdir>/train.lock                host and pid of the run training into it
+    <workdir>/tensorboard/              TensorBoard event files
+    <workdir>/checkpoints/<step>/       orbax CheckpointManager step with the items
+        variables/                      {'params', 'batch_stats'} (what load_model reads)
+        train_state/                    {'opt_state', 'step', 'rng'}
+        data_iter/                      grain iterator position, one JSON file per process
+    <workdir>/corrupt_checkpoints/<step>/  steps that failed to restore, moved aside on resume
+`load_model(workdir)` takes the latest step. Training checkpoints carry no manifest and are
+restored without a checksum (written and read on the training machines); to hand weights on,
+write a model directory with ``save_model``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pathlib
@@ -16,20 +31,46 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from grm_jax.errors import CheckpointError
+from grm_jax.io_utils import atomic_write_bytes
 from grm_jax.model.config import ModelConfig
 from grm_jax.model.grm import GRM, abstract_variables
 
 CONFIG_FILE = "model_config.json"
 VARIABLES_DIR = "variables"
+MANIFEST_FILE = "weights.sha256"
+# Training work directory (see module doc): every file, folder and orbax item name.
 CHECKPOINTS_DIR = "checkpoints"
+CORRUPT_CHECKPOINTS_DIR = "corrupt_checkpoints"
+RUN_CONFIG_FILE = "config.json"
+LOCK_FILE = "train.lock"
+TENSORBOARD_DIR = "tensorboard"
+ITEM_VARIABLES = VARIABLES_DIR
+ITEM_TRAIN_STATE = "train_state"
+ITEM_DATA_ITER = "data_iter"
+
+
+def checkpoints_dir(workdir: str | os.PathLike) -> pathlib.Path:
+    """``<workdir>/checkpoints``: the orbax CheckpointManager root of a training run."""
+    return pathlib.Path(workdir) / CHECKPOINTS_DIR
+
+
+def step_dir(workdir: str | os.PathLike, step: int) -> pathlib.Path:
+    """``<workdir>/checkpoints/<step>``: one saved training step."""
+    return checkpoints_dir(workdir) / str(int(step))
+
+
+def checkpoint_steps(workdir: str | os.PathLike) -> list[int]:
+    """Saved steps of a training workdir, ascending (orbax's unfinished ``*.orbax-checkpoint-tmp*``
+    folders are not steps); [] when there are none."""
+    root = checkpoints_dir(workdir)
+    if not root.is_dir():
+        return []
+    return sorted(int(p.name) for p in root.iterdir() if p.name.isdigit() and p.is_dir())
 
 
 def write_model_config(directory: str | os.PathLike, config: ModelConfig) -> None:
-    directory = pathlib.Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / (CONFIG_FILE + ".tmp")
-    tmp.write_text(config.to_json())
-    os.replace(tmp, directory / CONFIG_FILE)
+    atomic_write_bytes(pathlib.Path(directory) / CONFIG_FILE, config.to_json().encode())
 
 
 def read_model_config(directory: str | os.PathLike) -> ModelConfig:
@@ -43,20 +84,79 @@ def read_model_config(directory: str | os.PathLike) -> ModelConfig:
 
 
 def save_model(directory: str | os.PathLike, config: ModelConfig, variables: dict) -> pathlib.Path:
-    """Writes a model directory; overwrites an existing one."""
+    """Writes a model directory (config, orbax weights, then their sha256 manifest); overwrites
+    an existing one. Until the manifest is written the directory does not load."""
     directory = pathlib.Path(directory).absolute()
+    (directory / MANIFEST_FILE).unlink(missing_ok=True)
     write_model_config(directory, config)
     variables = {k: jax.tree_util.tree_map(np.asarray, dict(variables[k])) for k in ("params", "batch_stats")}
     with ocp.StandardCheckpointer() as ckptr:
         ckptr.save(directory / VARIABLES_DIR, variables, force=True)
+    _write_manifest(directory)
     return directory
 
 
+def _sha256(path: pathlib.Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _weight_files(directory: pathlib.Path) -> list[str]:
+    """Paths (relative to the model directory, '/'-separated) of every file under variables/."""
+    root = directory / VARIABLES_DIR
+    return sorted(p.relative_to(directory).as_posix() for p in root.rglob("*") if not p.is_dir())
+
+
+def _write_manifest(directory: pathlib.Path) -> None:
+    lines = [f"{_sha256(directory / name)}  {name}\n" for name in _weight_files(directory)]
+    atomic_write_bytes(directory / MANIFEST_FILE, "".join(lines).encode())
+
+
+def _read_manifest(directory: pathlib.Path) -> dict[str, str]:
+    path = directory / MANIFEST_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{directory}: no weights manifest ({MANIFEST_FILE}; written by grm-jax >= 0.2)",
+                              hint="re-convert the weights (python -m convert_weights) or re-save the model "
+                                   "with grm_jax.save_model")
+    entries: dict[str, str] = {}
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        digest, sep, name = line.partition("  ")
+        safe = name.startswith(VARIABLES_DIR + "/") and ".." not in name.split("/")
+        if not sep or len(digest) != 64 or not safe or name in entries:
+            raise CheckpointError(f"{path}: line {number} is not '<sha256>  {VARIABLES_DIR}/<file>'")
+        entries[name] = digest.lower()
+    return entries
+
+
+def verify_weights(directory: str | os.PathLike) -> None:
+    """Checks every file under ``<directory>/variables`` against ``<directory>/weights.sha256``.
+
+    Raises CheckpointError naming the directory and the first weight file that is missing,
+    changed (e.g. one flipped bit) or not listed; or saying that the manifest is missing.
+    """
+    directory = pathlib.Path(directory).absolute()
+    expected = _read_manifest(directory)
+    present = set(_weight_files(directory))
+    for name in sorted(present - set(expected)):
+        raise CheckpointError(f"{directory}: {name} is not listed in {MANIFEST_FILE} (modified model directory)",
+                              hint="re-convert the weights or re-save the model")
+    for name, digest in sorted(expected.items()):
+        if name not in present:
+            raise CheckpointError(f"{directory}: weight file {name} listed in {MANIFEST_FILE} is missing")
+        if _sha256(directory / name) != digest:
+            raise CheckpointError(f"{directory}: weight file {name} does not match its sha256 in "
+                                  f"{MANIFEST_FILE} (corrupted or modified)",
+                                  hint="re-convert the weights or copy the model directory again")
+
+
 def _latest_step_dir(workdir: pathlib.Path) -> pathlib.Path:
-    steps = sorted((int(p.name), p) for p in (workdir / CHECKPOINTS_DIR).iterdir() if p.name.isdigit())
+    steps = checkpoint_steps(workdir)
     if not steps:
-        raise FileNotFoundError(f"{workdir / CHECKPOINTS_DIR}: no checkpoint steps")
-    return steps[-1][1]
+        raise FileNotFoundError(f"{checkpoints_dir(workdir)}: no checkpoint steps")
+    return step_dir(workdir, steps[-1])
 
 
 def resolve_variables_dir(path: str | os.PathLike) -> tuple[pathlib.Path, pathlib.Path]:
@@ -66,15 +166,17 @@ def resolve_variables_dir(path: str | os.PathLike) -> tuple[pathlib.Path, pathli
         raise FileNotFoundError(f"{path}: no such checkpoint directory")
     if (path / VARIABLES_DIR).is_dir():
         return path, path / VARIABLES_DIR
-    if (path / CHECKPOINTS_DIR).is_dir():
-        return path, _latest_step_dir(path) / VARIABLES_DIR
+    if checkpoints_dir(path).is_dir():
+        return path, _latest_step_dir(path) / ITEM_VARIABLES
     raise FileNotFoundError(f"{path}: neither a model directory (variables/) nor a training "
                             f"workdir (checkpoints/)")
 
 
 def load_variables(path: str | os.PathLike, config: ModelConfig) -> dict:
     """Restores {'params', 'batch_stats'} shaped for `config` from a model dir or workdir."""
-    _, variables_dir = resolve_variables_dir(path)
+    config_dir, variables_dir = resolve_variables_dir(path)
+    if variables_dir == config_dir / VARIABLES_DIR:  # a model directory, not a training workdir
+        verify_weights(config_dir)
     # Restore onto one local device, whatever topology wrote it (e.g. a 2-host training run).
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     target = abstract_variables(GRM(config))
@@ -84,7 +186,7 @@ def load_variables(path: str | os.PathLike, config: ModelConfig) -> dict:
         try:
             restored = ckptr.restore(variables_dir, target)
         except (ValueError, KeyError) as err:
-            raise ValueError(f"{variables_dir}: weights do not match {CONFIG_FILE} ({err})") from err
+            raise CheckpointError(f"{variables_dir}: weights do not match {CONFIG_FILE} ({err})") from err
     _check_like(restored, target, variables_dir)
     return restored
 
@@ -94,10 +196,10 @@ def _check_like(restored, target, where) -> None:
     got = jax.tree_util.tree_flatten_with_path(restored)[0]
     want = jax.tree_util.tree_flatten_with_path(target)[0]
     if [p for p, _ in got] != [p for p, _ in want]:
-        raise ValueError(f"{where}: weights do not match {CONFIG_FILE} (different variable names)")
+        raise CheckpointError(f"{where}: weights do not match {CONFIG_FILE} (different variable names)")
     for (path, a), (_, b) in zip(got, want):
         if tuple(a.shape) != tuple(b.shape):
-            raise ValueError(f"{where}: weights do not match {CONFIG_FILE}: "
+            raise CheckpointError(f"{where}: weights do not match {CONFIG_FILE}: "
                              f"{jax.tree_util.keystr(path)} is {tuple(a.shape)}, config needs {tuple(b.shape)}")
 
 

@@ -1,71 +1,91 @@
-"""Run-config helpers: load a python config file, apply KEY=VALUE overrides, and turn the
-`model` section into a ModelConfig. Unknown keys are errors that name the key."""
+"""Loading run configs at the edge: a config file path or bundled name, plus ``a.b=value``
+overrides, become ONE typed :class:`grm_jax.run_config.RunConfig`.
+
+    run = load_run_config("grm_got", ["train.max_steps=10", "data.datasets=got10k_train_full,lasot_train"])
+
+Override values are Python literals when they parse as one (``10``, ``True``, ``None``,
+``[1, 2]``, ``'x'``) and plain strings otherwise (``/data/LaSOT``); a comma-separated string
+is accepted wherever a list is expected. Errors are :class:`grm_jax.errors.ConfigError`,
+naming the key (and the closest valid keys for a typo).
+"""
 from __future__ import annotations
 
 import ast
+import difflib
+import importlib.resources
 import importlib.util
 import pathlib
-import sys
+from typing import Iterable
 
-import ml_collections
+from grm_jax.errors import ConfigError
+from grm_jax.run_config import RunConfig
 
-from grm_jax.model.config import ModelConfig
+__all__ = ["BUNDLED_CONFIGS", "bundled_config_path", "load_config_tree", "load_run_config", "resolve_config_path"]
 
-
-def parse_layer_ranges(spec, depth: int) -> tuple[int, ...]:
-    """'1-11' / '4-11,0' / '' / [1, 2] / 'all' -> sorted 0-based block indices."""
-    if spec is None:
-        return tuple(range(1, depth))
-    if isinstance(spec, (list, tuple)):
-        return tuple(sorted(int(i) for i in spec))
-    spec = str(spec).strip()
-    if spec in ("", "none"):
-        return ()
-    if spec == "all":
-        return tuple(range(depth))
-    layers = set()
-    for part in spec.split(","):
-        lo, _, hi = part.partition("-")
-        layers.update(range(int(lo), int(hi or lo) + 1))
-    return tuple(sorted(layers))
+BUNDLED_CONFIGS = ("grm_got", "grm", "grm_l320", "grm_tiny_cpu")
 
 
-def model_config_from(config: ml_collections.ConfigDict) -> ModelConfig:
-    m = config.model.to_dict()
-    m["divide_layers"] = parse_layer_ranges(m.get("divide_layers"), m["depth"])
-    return ModelConfig.from_dict(m)
+def bundled_config_path(name: str) -> pathlib.Path:
+    """Path of bundled config ``name`` (installed as ``grm_jax.configs``)."""
+    return pathlib.Path(str(importlib.resources.files("grm_jax.configs") / f"{name}.py"))
 
 
-def load_config(path: str, overrides: list[str] = ()) -> ml_collections.ConfigDict:
-    """Imports `path` (a file with get_config()) and applies 'a.b=value' overrides."""
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: config file not found")
-    root = str(path.resolve().parents[1])
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    spec = importlib.util.spec_from_file_location(f"_grm_config_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+def resolve_config_path(spec: str) -> pathlib.Path:
+    """``spec`` is a config file path or a bundled config name (``grm_got``, ``grm.py``...)."""
+    path = pathlib.Path(spec)
+    if path.is_file():
+        return path
+    name = path.name.removesuffix(".py")
+    if name in BUNDLED_CONFIGS and len(path.parts) <= 2:
+        return bundled_config_path(name)
+    close = difflib.get_close_matches(name, BUNDLED_CONFIGS, n=2)
+    raise ConfigError(f"--config={spec!r}: no such config file or bundled config",
+                      hint=f"bundled configs: {', '.join(BUNDLED_CONFIGS)}"
+                      + (f" (did you mean {close[0]}?)" if close else ""))
+
+
+def load_config_tree(spec: str, overrides: Iterable[str] = ()) -> tuple[dict, str]:
+    """Runs ``get_config()`` of the config ``spec`` and applies ``a.b=value`` overrides.
+    Returns ``(nested dict, config name)``."""
+    path = resolve_config_path(spec)
+    module_spec = importlib.util.spec_from_file_location(f"_grm_config_{path.stem}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+        config = module.get_config()
+    except (ImportError, AttributeError, SyntaxError) as err:
+        raise ConfigError(f"{path}: cannot build the config ({type(err).__name__}: {err})") from err
+    tree = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     for item in overrides:
-        key, sep, raw = item.partition("=")
+        key, sep, raw = str(item).partition("=")
         if not sep:
-            raise ValueError(f"override {item!r} is not KEY=VALUE")
-        set_by_path(config, key.removeprefix("config."), raw)
-    return config
+            raise ConfigError(f"override {item!r} is not KEY=VALUE")
+        set_by_path(tree, key.strip().removeprefix("--").removeprefix("config."), raw)
+    return tree, path.stem
 
 
-def set_by_path(config: ml_collections.ConfigDict, key: str, raw: str) -> None:
-    node = config
-    parts = key.split(".")
+def load_run_config(spec: str, overrides: Iterable[str] = ()) -> RunConfig:
+    """The typed run config of ``spec`` with ``overrides`` applied (see module doc)."""
+    tree, name = load_config_tree(spec, overrides)
+    return RunConfig.from_configdict(tree, name=name)
+
+
+def set_by_path(tree: dict, key: str, raw: str) -> None:
+    """Sets ``tree[a][b]...`` for the dotted ``key`` to the literal parsed from ``raw``; unknown
+    keys name the closest valid ones. (Types are checked by RunConfig.from_configdict.)"""
+    node, parts = tree, key.split(".")
     for i, part in enumerate(parts):
-        if part not in node:
-            raise KeyError(f"unknown config key {'.'.join(parts[:i + 1])!r}")
+        if not isinstance(node, dict) or part not in node:
+            valid = sorted(node) if isinstance(node, dict) else []
+            prefix = ".".join(parts[:i])
+            close = difflib.get_close_matches(part, valid, n=3, cutoff=0.5)
+            hint = (f"did you mean {', '.join((prefix + '.' if prefix else '') + c for c in close)}?" if close
+                    else f"valid keys of {prefix or 'the config'}: {', '.join(valid)}")
+            raise ConfigError(f"unknown config key {'.'.join(parts[:i + 1])!r}", hint=hint)
         if i < len(parts) - 1:
             node = node[part]
     try:
-        value = ast.literal_eval(raw)
+        value = ast.literal_eval(raw.strip())
     except (ValueError, SyntaxError):
-        value = raw
+        value = raw.strip()
     node[parts[-1]] = value

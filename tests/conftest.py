@@ -14,7 +14,10 @@ flags.FLAGS.mark_as_parsed()
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 # Real camera sequences: research use only, read in place, never copied into the repo.
-REAL_SEQUENCES = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "real_sequences"
+# GRM_REAL_SEQUENCES points the real-sequence tests at another folder of sequences
+# (<seq>/ frames + groundtruth.txt); the default is the shared folder beside the checkout.
+REAL_SEQUENCES = pathlib.Path(os.environ.get(
+    "GRM_REAL_SEQUENCES", pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "real_sequences"))
 
 
 @pytest.fixture(scope="session")

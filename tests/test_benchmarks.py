@@ -1,10 +1,11 @@
-"""Benchmark readers (grm_jax/evaluate/benchmarks.py) on tiny fake dataset trees."""
+"""Benchmark readers (grm_jax.datasets.load_benchmark) on tiny fake dataset trees."""
 
 import numpy as np
 import pytest
 
 from conftest import REAL_SEQUENCES
-from grm_jax.evaluate import benchmarks as BM
+from grm_jax import datasets as BM
+from grm_jax.errors import ConfigError, DataError, MissingFileError
 
 
 def _touch_frames(folder, names):
@@ -23,33 +24,44 @@ def _boxes(n):
 
 
 def test_list_and_unknown_name(tmp_path):
-    names = BM.list_benchmarks()
-    for n in ("got10k_val", "got10k_test", "lasot", "trackingnet", "uav123", "nfs", "avist", "otb100", "tnl2k",
-              "folder"):
-        assert n in names
-    with pytest.raises(ValueError, match="valid names: .*lasot"):
+    assert BM.names("eval") == ["got10k_val", "got10k_test", "lasot", "trackingnet", "uav123", "nfs", "avist",
+                                "otb100", "tnl2k", "folder", "sample_val"]
+    with pytest.raises(ConfigError, match="unknown dataset 'vot2020'; valid names: .*lasot"):
         BM.load_benchmark("vot2020", tmp_path)
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(ConfigError, match="'lasot_train' is a training set, not a benchmark"):
+        BM.load_benchmark("lasot_train", tmp_path)
+    with pytest.raises(MissingFileError, match="does not exist"):
         BM.load_benchmark("lasot", tmp_path / "nope")
+    with pytest.raises(ConfigError, match="roots.lasot"):
+        BM.load_benchmark("lasot", None)
 
 
-def test_default_threshold():
-    assert BM.default_threshold("lasot") == 0.4
-    assert BM.default_threshold("nfs") == 0.6
-    assert BM.default_threshold("uav123") == 0.55
-    assert BM.default_threshold("avist") == 0.4
-    assert BM.default_threshold("got10k_test") == 0.0
-    assert BM.default_threshold("trackingnet") == 0.0
-    assert BM.default_threshold("folder") == 0.0
+def test_official_threshold():
+    assert BM.official_threshold("lasot") == 0.4
+    assert BM.official_threshold("lasot_test") == 0.4  # alias
+    assert BM.official_threshold("nfs") == 0.6
+    assert BM.official_threshold("uav123") == 0.55
+    assert BM.official_threshold("avist") == 0.4
+    assert BM.official_threshold("got10k_test") == 0.0
+    assert BM.official_threshold("trackingnet") == 0.0
+    assert BM.official_threshold("folder") == 0.0
 
 
 def test_shipped_tables():
-    assert len(BM.sequence_names("lasot")) == 280
-    assert len(BM.sequence_names("avist")) == 120
-    assert len(BM.sequence_names("uav123")) == 123
-    assert len(BM.sequence_names("nfs")) == 100
-    assert len(BM.sequence_names("otb100")) == 100
-    assert BM.sequence_names("folder") is None
+    assert len(BM.benchmark_sequence_names("lasot")) == 280
+    assert len(BM.benchmark_sequence_names("avist")) == 120
+    assert len(BM.benchmark_sequence_names("uav123")) == 123
+    assert len(BM.benchmark_sequence_names("nfs")) == 100
+    assert len(BM.benchmark_sequence_names("otb100")) == 100
+    assert BM.benchmark_sequence_names("folder") is None
+
+
+def test_dataset_root():
+    assert BM.dataset_root("got10k_val", {"got10k": "/d/got"}) == "/d/got"
+    assert BM.dataset_root("got10k_train_full", {"got10k": "/d/got"}) == "/d/got"
+    assert BM.dataset_root("lasot", {"got10k": "/d/got"}) is None
+    assert BM.dataset_root("sample_val", {}) == BM.DEFAULT_SAMPLE_ROOT
+    assert BM.dataset_root("sample_train", {"sample": "/s"}) == "/s"
 
 
 def _make_got(root, split, n=3, first_line_only=False):
@@ -157,7 +169,7 @@ def test_otb_init_omit_and_start_frame(tmp_path):
 
 
 def test_avist(tmp_path):
-    name = BM.sequence_names("avist")[0]
+    name = BM.benchmark_sequence_names("avist")[0]
     _touch_frames(tmp_path / "sequences" / name, [f"img_{i:05d}.jpg" for i in range(1, 4)])
     _write_gt(tmp_path / "anno" / f"{name}.txt", _boxes(3))
     (tmp_path / "full_occlusion").mkdir()
@@ -168,7 +180,7 @@ def test_avist(tmp_path):
     np.testing.assert_array_equal(seq.visible, [False, True, False])
     assert seq.dataset == "avist"
     with pytest.raises(ValueError, match="missing file: .*anno"):
-        BM.load_benchmark("avist", tmp_path, sequences=[BM.sequence_names("avist")[1]])
+        BM.load_benchmark("avist", tmp_path, sequences=[BM.benchmark_sequence_names("avist")[1]])
 
 
 def test_tnl2k_and_bad_gt_line(tmp_path):
@@ -181,7 +193,7 @@ def test_tnl2k_and_bad_gt_line(tmp_path):
     with pytest.raises(ValueError, match="groundtruth.txt, line 2"):
         BM.load_benchmark("tnl2k", tmp_path)
     (sdir / "groundtruth.txt").write_text("1,2,3,4\n1,2,3\n")
-    with pytest.raises(ValueError, match="box 2: expected 4 numbers"):
+    with pytest.raises(DataError, match="groundtruth.txt, line 2: expected 4 numbers"):
         BM.load_benchmark("tnl2k", tmp_path)
 
 
@@ -205,3 +217,24 @@ def test_folder_real_sequences():
         assert np.isfinite(s.ground_truth).all() and (s.ground_truth[:, 2:] > 0).all()
     if "Crossing" in by_name:
         assert len(by_name["Crossing"]) == 120
+
+
+def test_groundtruth_with_bom(tmp_path):
+    """A groundtruth.txt saved with a UTF-8 byte-order mark reads like one without."""
+    _touch_frames(tmp_path / "s1", ["00001.jpg", "00002.jpg"])
+    (tmp_path / "s1" / "groundtruth.txt").write_bytes(b"\xef\xbb\xbf1,2,3,4\r\n5,6,7,8\r\n")
+    (seq,) = BM.load_benchmark("folder", tmp_path)
+    np.testing.assert_array_equal(seq.ground_truth, [[1, 2, 3, 4], [5, 6, 7, 8]])
+    (tmp_path / "s1" / "groundtruth.txt").write_bytes(b"1,2,3,4\n5,6,\xff,8\n")
+    with pytest.raises(DataError, match="groundtruth.txt: not a UTF-8 text file"):
+        BM.load_benchmark("folder", tmp_path)
+
+
+def test_sample_val(tmp_path):
+    """sample_val: the generated data's validation split, generated on first use, scored like GOT-10k."""
+    seqs = BM.load_benchmark("sample_val", tmp_path / "sample")
+    assert seqs and all(s.dataset == "sample_val" for s in seqs)
+    assert all(s.cover is not None and len(s.cover) == len(s) == s.ground_truth.shape[0] for s in seqs)
+    assert BM.DATASETS["sample_val"].scoring == "got10k"
+    train = BM.training_source("sample_train", tmp_path / "sample")
+    assert train.name == "sample_train" and not set(train.sequence_names()) & {s.name for s in seqs}

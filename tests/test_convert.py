@@ -12,7 +12,7 @@ from conftest import FIXTURES
 from convert_weights import (CheckpointError, convert_grm_checkpoint, convert_mae_checkpoint, infer_config,
                              load_state_dict, state_dict_to_variables, variables_to_state_dict)
 from grm_jax import load_model
-from grm_jax.configuration import load_config, model_config_from
+from grm_jax.configuration import load_run_config
 
 GRM_PTH = FIXTURES / "grm_tiny" / "GRM_ep0001.pth.tar"
 GRM_NPZ = FIXTURES / "grm_tiny" / "state_dict.npz"
@@ -47,7 +47,7 @@ def test_round_trip_to_official_layout():
 
 
 def test_mae_conversion_matches_official_finetune_track():
-    config = model_config_from(load_config(str(REPO / "configs" / "grm_tiny_cpu.py")))
+    config = load_run_config(str(REPO / "configs" / "grm_tiny_cpu.py")).model
     variables = convert_mae_checkpoint(str(MAE_PTH), config)
     expected = np.load(FIXTURES / "mae_tiny" / "expected.npz")
     bb = variables["params"]["backbone"]
@@ -168,7 +168,7 @@ def test_heads_must_divide_dim():
 
 
 def test_mae_wrong_depth_or_dim():
-    config = model_config_from(load_config(str(REPO / "configs" / "grm_tiny_cpu.py")))
+    config = load_run_config(str(REPO / "configs" / "grm_tiny_cpu.py")).model
     with pytest.raises(CheckpointError, match="unexpected keys"):
         convert_mae_checkpoint(str(MAE_PTH), config.replace(depth=3))
     with pytest.raises(CheckpointError, match="patch_embed.proj.weight"):

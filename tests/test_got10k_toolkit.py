@@ -26,7 +26,7 @@ import pytest
 
 from got10k.experiments import ExperimentGOT10k
 
-from grm_jax.evaluate.benchmarks import load_benchmark
+from grm_jax.datasets import load_benchmark
 from grm_jax.evaluate.report import score_results
 from grm_jax.evaluate.results import write_got10k_submission, write_results
 

@@ -8,6 +8,7 @@ from grm_jax.model.grm import GRM
 from grm_jax.train import optimizer as opt_lib
 from grm_jax.train import state as state_lib
 from grm_jax.train import step as step_lib
+from train_utils import synthetic_batch
 
 MICRO = ModelConfig(embed_dim=64, depth=3, num_heads=2, head_channels=32, template_size=32, search_size=64,
                     predictor_hidden=(32, 16), drop_path_rate=0.0, divide_layers=(1, 2))
@@ -24,7 +25,7 @@ def test_loss_falls_and_iou_rises():
     train_step = step_lib.make_train_step(model, tx, lr_fn, mesh=mesh)
     history = []
     for i in range(STEPS):
-        batch = step_lib.synthetic_batch(MICRO, BATCH, seed=7, start=i * BATCH)
+        batch = synthetic_batch(MICRO, BATCH, seed=7, start=i * BATCH)
         state, metrics = train_step(state, step_lib.put_batch(batch, mesh))
         history.append(metrics)
     history = jax.device_get(history)

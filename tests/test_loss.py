@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from data_pipelines.processing import gaussian_radius, generate_heatmap, heatmap_centers
-from grm_jax.train.loss import boxes_from_maps, compute_losses, focal_loss, giou_l1_losses
+from grm_jax.model.head import decode_boxes
+from grm_jax.train.loss import compute_losses, focal_loss, giou_l1_losses
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +87,8 @@ def test_loss_grad_finite(tm):
         assert np.any(gp != 0)
 
 
-def test_boxes_from_maps():
+def test_boxes_decoded_at_raw_score_peak():
+    # the training loss uses the network's boxes: decode_boxes at the first maximum of the raw score
     rng = np.random.default_rng(0)
     b, h, w = 3, 16, 16
     score = rng.random((b, h, w, 1)).astype(np.float32)
@@ -95,7 +97,7 @@ def test_boxes_from_maps():
     score[2, 3, 3, 0] = 7.0  # tie -> first (lowest flat index)
     size = rng.random((b, h, w, 2)).astype(np.float32)
     off = rng.random((b, h, w, 2)).astype(np.float32)
-    out = np.asarray(jax.jit(boxes_from_maps)(score, size, off))
+    out = np.asarray(jax.jit(decode_boxes)(score, size, off))
     for i in range(b):
         idx = int(np.argmax(score[i, ..., 0].reshape(-1)))
         iy, ix = divmod(idx, w)

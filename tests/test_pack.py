@@ -7,16 +7,20 @@ import pytest
 
 from data_pipelines.pack import main as pack_main
 from data_pipelines.pack import pack_source
-from data_pipelines.pipeline import PairMaker, default_data_config, make_train_iterator
-from data_pipelines.sources import PackedSource, SampleSource, ensure_sample_dataset, make_source
+from data_pipelines.pipeline import PairMaker, make_train_iterator
+from data_pipelines.sources import ensure_sample_dataset
+from grm_jax.datasets import PackedSource, training_source
+from grm_jax.datasets.sample import SampleSource
+from grm_jax.errors import ConfigError, DataError
+from grm_jax.run_config import DataConfig, RunConfig
 
 
 @pytest.fixture(scope="module")
 def dirs(tmp_path_factory):
     base = tmp_path_factory.mktemp("grm_pack")
     sample = ensure_sample_dataset(base / "sample")
-    out = base / "packs" / "sample"  # <packed_dir>/<dataset name> convention
-    assert pack_main(["--dataset", "sample", "--root", sample, "--out", str(out)]) == 0
+    out = base / "packs" / "sample_train"  # <packed_dir>/<dataset name> convention
+    assert pack_main(["--dataset", "sample_train", "--root", sample, "--out", str(out)]) == 0
     return sample, str(out)
 
 
@@ -33,8 +37,10 @@ def test_packed_layout_and_metadata(dirs):
 def test_packed_reader_identical(dirs):
     sample, out = dirs
     raw = SampleSource(sample)
-    packed = make_source("sample", out)
+    packed = training_source("sample_train", out)
     assert isinstance(packed, PackedSource)
+    with pytest.raises(DataError, match="holds 'sample_train', but 'got10k_train_all' was requested"):
+        training_source("got10k_train_all", out)
     assert packed.sequence_names() == raw.sequence_names() and packed.is_video == raw.is_video
     for i in range(len(raw)):
         a, b = raw.sequence_info(i), packed.sequence_info(i)
@@ -46,17 +52,16 @@ def test_packed_reader_identical(dirs):
 
 def test_same_samples_packed_and_raw(dirs):
     sample, out = dirs
-    c = default_data_config()
-    c.datasets, c.ratios, c.num_workers, c.num_threads = ["sample"], [1.0], 0, 0
-    c.sample_dir = sample
-    raw_batches = [b for _, b in zip(range(3), make_train_iterator(c, 2, seed=4))]
-    c.sample_dir = out  # a packed root is detected automatically
-    c2 = default_data_config()
-    c2.datasets, c2.ratios, c2.num_workers, c2.num_threads = ["sample"], [1.0], 0, 0
-    c2.packed_dir = os.path.dirname(out)  # or: config.data.packed_dir/<name>
-    for cfg in (c, c2):
-        it = make_train_iterator(cfg, 2, seed=4)
-        assert isinstance(PairMaker.from_config(cfg, 4).sampler.sources[0], PackedSource)
+    def run(**data):
+        return RunConfig(data=DataConfig(datasets=("sample_train",), ratios=(1.0,), num_workers=0, **data))
+
+    raw_batches = [b for _, b in zip(range(3), make_train_iterator(run(roots={"sample": sample}), 2, seed=4,
+                                                                    num_threads=0))]
+    by_root = run(roots={"sample": out})  # a packed root is detected automatically
+    by_packed_dir = run(roots={"sample": sample}, packed_dir=os.path.dirname(out))  # or: packed_dir/<name>
+    for cfg in (by_root, by_packed_dir):
+        it = make_train_iterator(cfg, 2, seed=4, num_threads=0)
+        assert isinstance(PairMaker.from_run(cfg, 4).sampler.sources[0], PackedSource)
         for rb in raw_batches:
             pb = next(it)
             for k in rb:
@@ -79,3 +84,12 @@ def test_visible_only_pack(dirs, tmp_path):
                 packed.frame_bytes(i, int(f_inv[0]))
     with pytest.raises(FileExistsError):
         pack_source(raw, tmp_path / "vis")
+
+
+def test_pack_names(tmp_path):
+    """--dataset takes training-set names of the registry only ('sample' is an alias of sample_train)."""
+    with pytest.raises(ConfigError, match="'lasot' is a benchmark, not a training set"):
+        pack_main(["--dataset", "lasot", "--root", str(tmp_path), "--out", str(tmp_path / "o")])
+    with pytest.raises(ConfigError, match="unknown dataset 'got10k'"):
+        pack_main(["--dataset", "got10k", "--root", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert not (tmp_path / "o").exists()

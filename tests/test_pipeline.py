@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from data_pipelines import processing
-from data_pipelines.pipeline import default_data_config, make_train_iterator
+from data_pipelines.pipeline import make_train_iterator
 from data_pipelines.sources import ensure_sample_dataset
+from grm_jax.configuration import load_run_config
 
 B = 2
 
@@ -18,14 +19,11 @@ def sample_dir(tmp_path_factory):
     return ensure_sample_dataset(tmp_path_factory.mktemp("grm_sample") / "sample")
 
 
-def _cfg(sample_dir):
-    c = default_data_config()
-    c.datasets = ["sample"]
-    c.ratios = [1.0]
-    c.sample_dir = str(sample_dir)
-    c.num_workers = 0
-    c.num_threads = 2
-    return c
+def _cfg(sample_dir, *overrides):
+    """The run config of these tests: GRM (ViT-B 256) crops, the sample data at ``sample_dir``."""
+    return load_run_config("grm_got", ["data.datasets=sample_train", "data.ratios=[1.0]",
+                                       f"data.roots.sample={sample_dir}", "data.num_workers=0",
+                                       "data.num_threads=2", *overrides])
 
 
 def _take(it, n):
@@ -55,9 +53,7 @@ def test_batch_shapes_and_dtypes(sample_dir):
 
 
 def test_other_sizes_from_config(sample_dir):
-    c = _cfg(sample_dir)
-    c.search.size = 320
-    c.search.factor = 5.0
+    c = _cfg(sample_dir, "model.search_size=320", "track.search_factor=5.0")
     b = next(make_train_iterator(c, 1, seed=3))
     assert b["search"].shape == (1, 320, 320, 3) and b["heatmap"].shape == (1, 20, 20)
 

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import FIXTURES, REAL_SEQUENCES
 from convert_weights import convert_grm_checkpoint
-from grm_jax.evaluate.benchmarks import load_benchmark
+from grm_jax.datasets import load_benchmark
 from grm_jax.model import GRM
 from grm_jax.track.batched import BatchedTracker
 from grm_jax.track.video import read_image

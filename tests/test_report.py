@@ -7,7 +7,7 @@ import pytest
 
 from conftest import REAL_SEQUENCES
 from grm_jax.evaluate import report as RP
-from grm_jax.evaluate.benchmarks import load_benchmark
+from grm_jax.datasets import load_benchmark
 from grm_jax.evaluate.results import write_results
 
 
@@ -42,8 +42,15 @@ def test_score_results_got10k_val(tmp_path):
     assert m["fps"] == pytest.approx(25.0)
     assert m["per_sequence"]["GOT-10k_Val_000001"]["got10k_ao"] == pytest.approx(100.0)
     assert out["tracker"] == "perfect" and out["benchmark"] == "got10k_val"
-    assert "| ALL |" in (tmp_path / "out" / "results.md").read_text()
-    assert (tmp_path / "out" / "results.csv").read_text().splitlines()[0].startswith("sequence,auc,")
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert md.startswith("# got10k_val (1 sequences)") and "| perfect | 1 | 95.24 |" in md
+    assert "](success_plot.png)" in md and "(per_sequence_perfect.csv)" in md
+    rows = (tmp_path / "out" / "results.csv").read_text().splitlines()
+    assert rows[0] == "tracker,num_sequences,auc,precision,norm_precision,op50,op75,ao,sr50,sr75,toolkit_fps,frames_per_s"
+    assert rows[1].startswith("perfect,1,") and rows[1].endswith(",25.0,")  # no timing.json: frames/s unknown
+    per = (tmp_path / "out" / "per_sequence_perfect.csv").read_text().splitlines()
+    assert per[0].startswith("sequence,auc,") and per[1].startswith("GOT-10k_Val_000001,")
+    assert m["speed"]["toolkit_fps"] == pytest.approx(25.0) and m["speed"]["frames_per_s"] is None
 
 
 def test_score_results_errors(tmp_path):
@@ -63,6 +70,9 @@ def test_plots_and_tables(tmp_path):
     curves = {"a": np.linspace(100, 0, 21), "b": np.linspace(90, 0, 21)}
     p = RP.plot_success(curves, tmp_path / "s.png")
     assert p.is_file() and p.stat().st_size > 1000
+    p = RP.plot_attribute_bars([("Illumination Variation (3)", 55.5), ("Deformation (0)", float("nan"))],
+                               tmp_path / "bars.png", "t: AUC per attribute", overall=50.0)
+    assert p.read_bytes()[:4] == b"\x89PNG"
     p = RP.plot_precision({"a": np.linspace(0, 100, 51)}, tmp_path / "p.png", normalized=True)
     assert p.is_file()
     rows = [{"sequence": "x", "auc": 50.123, "precision": float("nan")}]

@@ -72,3 +72,24 @@ def test_trackingnet_submission(tmp_path):
     with zipfile.ZipFile(zpath) as zf:
         assert sorted(zf.namelist()) == ["a.txt", "b.txt"]
         assert zf.read("a.txt").decode() == "1,2,3,4\n"
+
+
+def test_score_time_rejects_inf_and_mismatched_time_files(tmp_path):
+    """Scoring refuses an infinite coordinate (naming file and line) and a time file whose row
+    count differs from the box file (naming both counts)."""
+    from grm_jax.datasets import Sequence
+    from grm_jax.errors import DataError
+    from grm_jax.evaluate.report import score_results
+
+    seq = Sequence("s", ["a.jpg", "b.jpg"], np.array([[1, 2, 3, 4], [1, 2, 3, 4]], float), "folder")
+    res = tmp_path / "res"
+    res.mkdir()
+    (res / "s.txt").write_text("1\t2\t3\t4\n1\t2\tinf\t4\n")
+    with pytest.raises(DataError, match=r"s\.txt, line 2: infinite value"):
+        score_results([seq], res, tmp_path / "out", "t", plots=False)
+    (res / "s.txt").write_text("1\t2\t3\t4\n1\t2\t3\t4\n")
+    (res / "s_time.txt").write_text("0.1\n")
+    with pytest.raises(DataError, match=r"s_time\.txt: 1 times but 2 boxes in .*s\.txt"):
+        score_results([seq], res, tmp_path / "out", "t", plots=False)
+    with pytest.raises(DataError, match="1 times but 2 boxes"):
+        R.write_got10k_submission(res, ["s"], tmp_path / "sub")

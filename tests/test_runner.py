@@ -1,7 +1,11 @@
-"""launch.py modes evaluate / track / score on a tiny fake benchmark, including resume after a crash."""
+"""launch.py modes evaluate / track / score on a tiny fake benchmark: resume after a crash, the run
+manifest (no mixing of models or settings, --overwrite), unreadable frames, the two speeds,
+comparison reports of several trackers."""
+import dataclasses
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -12,8 +16,10 @@ import pytest
 from conftest import FIXTURES
 from convert_weights import convert_grm_checkpoint
 from grm_jax import load_model, save_model
-from grm_jax.configuration import load_config
-from grm_jax.evaluate import runner
+from grm_jax.configuration import load_run_config
+from grm_jax.errors import DataError, WorkdirError
+from grm_jax.evaluate import manifest, runner
+from grm_jax.evaluate.results import write_results
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TT = FIXTURES / "track_tiny"
@@ -32,7 +38,7 @@ def loaded(model_dir):
 
 @pytest.fixture(scope="module")
 def config():
-    return load_config(str(REPO / "configs" / "grm_tiny_cpu.py"))
+    return load_run_config(str(REPO / "configs" / "grm_tiny_cpu.py"))
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +79,16 @@ def test_evaluate_resume_and_score(tmp_path, model_dir, loaded, config, bench):
     for key in ("auc", "precision", "norm_precision", "op50", "op75", "fps", "per_sequence", "curves"):
         assert key in metrics
     assert (full / "success_plot.png").is_file() and (full / "results.md").is_file()
+    # both speeds, labelled; this run's frames/s excludes the compile time and equals the recorded session
+    sp = metrics["speed"]
+    assert sp["toolkit_fps"] == metrics["fps"] and set(sp["definitions"]) == {"toolkit_fps", "frames_per_s"}
+    assert sp["frames"] == 19 and sp["compile_s"] > 0 and sp["sessions"] == 1
+    assert sp["frames_per_s"] == pytest.approx(19 / (sp["tracking_s"] - sp["compile_s"]), rel=1e-3)
+    this_run = summary["speed"]["this_run"]
+    assert this_run["frames"] == 19 and this_run["frames_per_s"] == pytest.approx(sp["frames_per_s"], rel=1e-3)
+    md = (full / "results.md").read_text()
+    assert "](success_plot.png)" in md and "](norm_precision_plot.png)" in md and "frames/s (wall" in md
+    assert json.loads((full / "run_manifest.json").read_text())["threshold"] == 0.0
 
     # crash after the first finished sequence, then resume
     part = tmp_path / "part"
@@ -117,6 +133,116 @@ def test_threshold_and_dataset_resolution(config, bench):
         runner.resolve_benchmark(config, "lasot")
     with pytest.raises(ValueError, match="unknown dataset"):
         runner.resolve_benchmark(config, "lasott")
+
+
+def _with(config, **sections):
+    """config with fields of its sections replaced: _with(c, eval={"on_bad_frame": "skip"})."""
+    return config.replace(**{k: dataclasses.replace(getattr(config, k), **v) for k, v in sections.items()})
+
+
+def test_manifest_refuses_other_runs_and_overwrite(tmp_path, model_dir, loaded, config, bench):
+    dataset, seqs, out = f"folder:{bench}", ["delta", "beta"], tmp_path / "eval"
+
+    def evaluate(cfg=config, **kw):
+        return runner.run_evaluate(cfg, str(model_dir), dataset, str(out), sequences=seqs,
+                                   model_and_variables=loaded, **kw)
+
+    assert evaluate()["tracked"] == 2
+    first = (out / "delta.txt").read_text()
+    with pytest.raises(WorkdirError, match=r"threshold: 0\.0 -> 0\.3") as err:
+        evaluate(threshold=0.3)
+    assert "--overwrite" in err.value.hint and "new --workdir" in err.value.hint
+    with pytest.raises(WorkdirError, match="result_format: int -> float"):
+        evaluate(_with(config, eval={"result_format": "float"}))
+    assert (out / "delta.txt").read_text() == first  # refused runs touch nothing
+    assert evaluate()["tracked"] == 0  # same settings: resume
+
+    done = []
+    summary = evaluate(threshold=0.3, overwrite=True, on_sequence_done=done.append)
+    assert summary["tracked"] == 2 and sorted(done) == sorted(seqs)
+    assert json.loads((out / "run_manifest.json").read_text())["threshold"] == 0.3
+    assert len(json.loads((out / "timing.json").read_text())["sessions"]) == 1  # old timing deleted too
+
+    legacy = tmp_path / "legacy"  # results without a manifest (an older grm-jax, another tool)
+    legacy.mkdir()
+    shutil.copy(out / "delta.txt", legacy / "delta.txt")
+    with pytest.raises(WorkdirError, match="no run_manifest.json"):
+        runner.run_evaluate(config, str(model_dir), dataset, str(legacy), sequences=seqs, model_and_variables=loaded)
+
+
+def test_checkpoint_identity(tmp_path, model_dir):
+    ident = manifest.checkpoint_identity(model_dir)
+    moved = pathlib.Path(shutil.copytree(model_dir, tmp_path / "moved"))
+    assert manifest.differences({"checkpoint": ident}, {"checkpoint": manifest.checkpoint_identity(moved)}) == []
+    listing = moved / "weights.sha256"  # other weights <=> another weights list
+    text = listing.read_text()
+    listing.write_text(("0" if text[0] != "0" else "1") + text[1:])
+    assert manifest.checkpoint_identity(moved)["weights_sha256"] != ident["weights_sha256"]
+    cfg = json.loads((moved / "model_config.json").read_text())
+    cfg["drop_path_rate"] = 0.5
+    (moved / "model_config.json").write_text(json.dumps(cfg))
+    diff = manifest.differences({"checkpoint": ident}, {"checkpoint": manifest.checkpoint_identity(moved)})
+    assert any(d.startswith("checkpoint.model_config_sha256") for d in diff)
+
+
+def test_unreadable_frames(tmp_path, model_dir, loaded, config, bench, capsys):
+    root = tmp_path / "bad"
+    shutil.copytree(bench / "gamma", root / "gamma")
+    (root / "gamma" / "00004.jpg").write_bytes(b"not a jpeg")  # frame index 3
+    dataset = f"folder:{root}"
+    with pytest.raises(DataError, match="00004.jpg") as err:
+        runner.run_evaluate(config, str(model_dir), dataset, str(tmp_path / "stop"), model_and_variables=loaded)
+    assert "--on_bad_frame=skip" in err.value.hint
+
+    skip = _with(config, eval={"on_bad_frame": "skip", "result_format": "float"})
+    summary = runner.run_evaluate(skip, str(model_dir), dataset, str(tmp_path / "skip"), model_and_variables=loaded)
+    assert summary["bad_frame_count"] == 1 and [r["frame"] for r in summary["bad_frames"]["gamma"]] == [3]
+    assert "00004.jpg" in summary["bad_frames"]["gamma"][0]["error"]
+    on_disk = json.loads((tmp_path / "skip" / "summary.json").read_text())
+    assert on_disk["bad_frames"] == summary["bad_frames"]
+    lines = (tmp_path / "skip" / "gamma.txt").read_text().splitlines()
+    assert len(lines) == 8 and lines[3] == lines[2]  # the previous box is carried over the bad frame
+    assert "1 unreadable frame(s) in 1 sequence(s)" in capsys.readouterr().out
+
+    (root / "gamma" / "00001.jpg").write_bytes(b"")  # the first frame cannot be skipped
+    with pytest.raises(DataError, match="00001.jpg") as err:
+        runner.run_evaluate(skip, str(model_dir), dataset, str(tmp_path / "first"), model_and_variables=loaded)
+    assert "first frame" in err.value.hint
+
+
+def test_score_compares_trackers(tmp_path, config, bench):
+    """Two trackers' folders -> one report; each row equals that tracker scored alone."""
+    from grm_jax.datasets import load_benchmark
+
+    seqs = load_benchmark("folder", bench)
+    folders = {}
+    for name, shift in (("near", 2.0), ("far", 9.0)):
+        folders[name] = tmp_path / name
+        for s in seqs:
+            pred = s.ground_truth.copy()
+            pred[1:, :2] += shift
+            write_results(folders[name], s.name, pred, times=np.full(len(s), 0.02), fmt="float")
+    dataset = f"folder:{bench}"
+    alone = {n: runner.run_score(config, dataset, str(d), str(tmp_path / f"alone_{n}"), tracker_name=n)
+             for n, d in folders.items()}
+    out = tmp_path / "both"
+    both = runner.run_score(config, dataset, f"far={folders['far']},near={folders['near']}", str(out))
+    for name in folders:
+        for key in ("auc", "precision", "norm_precision", "op50", "op75", "fps"):
+            assert both["trackers"][name][key] == pytest.approx(alone[name][key], abs=1e-9), (name, key)
+    for png in ("success_plot.png", "precision_plot.png", "norm_precision_plot.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = (out / "results.csv").read_text().splitlines()
+    assert rows[0].startswith("tracker,num_sequences,auc,") and [r.split(",")[0] for r in rows[1:]] == ["near", "far"]
+    assert float(rows[1].split(",")[2]) == pytest.approx(alone["near"]["auc"], abs=1e-9)
+    assert (out / "per_sequence_near.csv").is_file() and (out / "per_sequence_far.csv").is_file()
+    assert set(json.loads((out / "metrics.json").read_text())["trackers"]) == {"near", "far"}
+    # a tracker without results for a sequence: both are scored on the common sequences
+    (folders["far"] / "alpha.txt").unlink()
+    part = runner.run_score(config, dataset, f"near={folders['near']},far={folders['far']}", str(tmp_path / "part"))
+    assert {m["num_sequences"] for m in part["trackers"].values()} == {3}
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        runner.run_score(config, dataset, f"x={tmp_path / 'nowhere'}", str(tmp_path / "x"))
 
 
 def test_track_mode(tmp_path, model_dir, loaded, config, bench):
@@ -171,8 +297,8 @@ def test_got10k_test_submission(tmp_path, model_dir, loaded, bench):
             cv2.imwrite(str(d / f"{i - a + 1:08d}.jpg"), cv2.cvtColor(data["frames"][i], cv2.COLOR_RGB2BGR))
         (d / "groundtruth.txt").write_text(",".join(f"{v:g}" for v in data["gt_visible_xywh"][a]) + "\n")
     (split / "list.txt").write_text("GOT-10k_Test_000001\nGOT-10k_Test_000002\n")
-    cfg = load_config(str(REPO / "configs" / "grm_tiny_cpu.py"))
-    cfg.data.roots.got10k = str(tmp_path / "GOT10k")
+    cfg = load_run_config(str(REPO / "configs" / "grm_tiny_cpu.py"))
+    cfg = cfg.replace(data=dataclasses.replace(cfg.data, roots={**cfg.data.roots, "got10k": str(tmp_path / "GOT10k")}))
     out = tmp_path / "eval"
     summary = runner.run_evaluate(cfg, str(model_dir), "got10k_test", str(out), tracker_name="tiny",
                                   model_and_variables=loaded)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from data_pipelines.sampler import PairSampler, sample_visible_id
-from data_pipelines.sources.base import Source, make_info
+from grm_jax.datasets.source import Source, make_info
 
 
 class FakeSource(Source):

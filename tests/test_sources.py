@@ -1,4 +1,4 @@
-"""Dataset readers on small synthetic trees (real layouts), visibility rules, clear errors."""
+"""Training readers (grm_jax.datasets) on small synthetic trees (real layouts), visibility rules, clear errors."""
 import hashlib
 import json
 import os
@@ -7,9 +7,16 @@ import cv2
 import numpy as np
 import pytest
 
-from data_pipelines.sources import (CocoSource, CorruptImageError, Got10kSource, LasotSource, SampleSource,
-                                    TrackingNetSource, ensure_sample_dataset, make_source)
-from data_pipelines.sources import got10k as got10k_mod
+from data_pipelines.sources import ensure_sample_dataset
+from grm_jax import datasets
+from grm_jax.annotations import MissingAnnotationError
+from grm_jax.datasets import CorruptImageError, files, training_source
+from grm_jax.datasets.coco import CocoSource
+from grm_jax.datasets.got10k import Got10kSource
+from grm_jax.datasets.lasot import LasotSource
+from grm_jax.datasets.sample import SampleSource
+from grm_jax.datasets.trackingnet import TrackingNetSource
+from grm_jax.errors import ConfigError, DataError, MissingFileError
 
 
 def _jpg(path, seed=0, hw=(24, 32)):
@@ -90,7 +97,8 @@ def test_got10k_visibility_and_frames(tmp_path):
     np.testing.assert_allclose(info.boxes[2], [12, 14, 20, 15])
     assert src.frame_path(0, 0).endswith(os.path.join("GOT-10k_Train_000002", "00000001.jpg"))
     assert src.load_frame(1, 5).shape == (24, 32, 3)
-    assert make_source("got10k", str(root)).sequence_names() == src.sequence_names()
+    assert training_source("got10k_train_all", str(root)).sequence_names() == src.sequence_names()
+    assert training_source("got10k_train_all", str(root)).name == "got10k_train_all"
 
 
 def test_got10k_split_files(tmp_path, monkeypatch):
@@ -99,7 +107,7 @@ def test_got10k_split_files(tmp_path, monkeypatch):
     splits = tmp_path / "splits"
     _write(splits / "got10k_train_split.txt", "2\n0\n3\n1\n")
     _write(splits / "got10k_vot_train_split.txt", "3\n1\n")
-    monkeypatch.setattr(got10k_mod, "SPLITS_DIR", str(splits))
+    monkeypatch.setattr(files, "SPLITS_DIR", str(splits))
     assert Got10kSource(str(root), "train_full").sequence_names() == [names[2], names[0], names[3], names[1]]
     assert Got10kSource(str(root), "vot_train").sequence_names() == [names[3], names[1]]
     _write(splits / "got10k_vot_train_split.txt", "7\n")
@@ -108,8 +116,9 @@ def test_got10k_split_files(tmp_path, monkeypatch):
 
 
 def test_shipped_split_files():
-    full = got10k_mod.read_index_split(os.path.join(got10k_mod.SPLITS_DIR, "got10k_train_split.txt"))
-    vot = got10k_mod.read_index_split(os.path.join(got10k_mod.SPLITS_DIR, "got10k_vot_train_split.txt"))
+    full = files.read_split_indices("got10k_train_split.txt")
+    vot = files.read_split_indices("got10k_vot_train_split.txt")
+    assert len(files.read_split_names("lasot_train_split.txt")) == 1120
     assert len(full) == 9335 and sorted(full) == list(range(9335))
     assert len(vot) == 7086 and set(vot) <= set(full)
 
@@ -221,10 +230,45 @@ def test_coco(tmp_path):
         CocoSource(str(root))
 
 
-def test_make_source_errors(tmp_path):
-    with pytest.raises(ValueError, match="unknown dataset"):
-        make_source("imagenet", str(tmp_path))
-    with pytest.raises(ValueError, match="roots.lasot"):
-        make_source("lasot", None)
-    with pytest.raises(ValueError, match="roots.coco"):
-        make_source("coco_train", None)  # alias used by configs/grm.py
+def test_training_source_names_and_errors(tmp_path):
+    with pytest.raises(ConfigError, match="unknown dataset 'imagenet'"):
+        training_source("imagenet", str(tmp_path))
+    with pytest.raises(ConfigError, match="roots.lasot"):
+        training_source("lasot_train", None)
+    with pytest.raises(ConfigError, match="roots.coco"):
+        training_source("coco2017", None)  # alias of coco_train
+    with pytest.raises(ConfigError, match="'lasot' is a benchmark, not a training set") as e:
+        training_source("lasot", str(tmp_path))
+    assert "lasot_train" in e.value.hint
+    with pytest.raises(ConfigError, match="unknown dataset 'got10k'"):  # 'got10k' alone means nothing
+        training_source("got10k", str(tmp_path))
+    # every registry name has exactly one reader
+    assert set(datasets.loaders.TRAINING_READERS) == set(datasets.names("train"))
+    assert set(datasets.loaders.BENCHMARK_LOADERS) == set(datasets.names("eval"))
+
+
+def test_error_family():
+    assert issubclass(CorruptImageError, DataError) and issubclass(MissingAnnotationError, MissingFileError)
+    assert issubclass(MissingFileError, DataError) and issubclass(MissingFileError, FileNotFoundError)
+
+
+def test_groundtruth_with_bom_and_bad_rows(tmp_path):
+    root = _got10k_tree(tmp_path / "got", ["s1"])
+    gt = os.path.join(root, "train", "s1", "groundtruth.txt")
+    with open(gt, "rb") as f:
+        body = f.read()
+    with open(gt, "wb") as f:  # a UTF-8 byte-order mark, as some Windows editors write
+        f.write(b"\xef\xbb\xbf" + body)
+    info = Got10kSource(str(root), split="all").sequence_info(0)
+    np.testing.assert_allclose(info.boxes[0], [10, 12, 20, 15])
+    _write(gt, "1,2,3,4\n1,2,inf,4\n")
+    with pytest.raises(DataError, match=r"groundtruth.txt, line 2: infinite value"):
+        Got10kSource(str(root), split="all").sequence_info(0)
+    _write(gt, "1,2,3,4\n\n1,2,3\n")
+    with pytest.raises(DataError, match=r"groundtruth.txt, line 3: expected 4 numbers, got 3"):
+        Got10kSource(str(root), split="all").sequence_info(0)
+    _write(os.path.join(root, "train", "s1", "cover.label"), "8\n0.5\n")
+    _write(os.path.join(root, "train", "s1", "absence.label"), "0\n0\n")
+    _write(gt, "1,2,3,4\n1,2,3,4\n")
+    with pytest.raises(DataError, match="cover.label: labels must be integers"):
+        Got10kSource(str(root), split="all").sequence_info(0)

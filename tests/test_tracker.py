@@ -121,7 +121,7 @@ def test_bad_frames(tiny_model, tracker, tmp_path):
 
 def test_bad_benchmark_inputs(tmp_path):
     from grm_jax.evaluate.runner import resolve_benchmark
-    from grm_jax.evaluate import benchmarks as bm
+    from grm_jax import datasets as bm
 
     with pytest.raises(ValueError, match="unknown dataset 'nosuch'.*lasot"):
         resolve_benchmark(None, "nosuch")

@@ -10,6 +10,7 @@ from grm_jax.model.grm import GRM
 from grm_jax.train import optimizer as opt_lib
 from grm_jax.train import state as state_lib
 from grm_jax.train import step as step_lib
+from train_utils import synthetic_batch
 
 MICRO = ModelConfig(embed_dim=64, depth=3, num_heads=2, head_channels=16, template_size=32, search_size=64,
                     predictor_hidden=(32, 16), drop_path_rate=0.1, divide_layers=(1, 2))
@@ -23,7 +24,7 @@ def setup():
     mesh1 = state_lib.make_mesh(jax.devices()[:1])
     state = state_lib.create_state(model, tx, jax.random.PRNGKey(0), mesh1)
     host_state = jax.device_get(state)
-    batch = step_lib.synthetic_batch(MICRO, BATCH, seed=3)
+    batch = synthetic_batch(MICRO, BATCH, seed=3)
     return model, tx, lr_fn, host_state, batch
 
 

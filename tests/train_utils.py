@@ -1,4 +1,5 @@
-"""Helpers for the training tests that run ``launch.py`` in subprocesses (micro GRM on the sample data)."""
+"""Helpers for the training tests: ``launch.py`` in subprocesses (micro GRM on the sample data), a
+learnable synthetic batch, and readers of a training workdir (through grm_jax.checkpoint)."""
 import os
 import pathlib
 import subprocess
@@ -14,13 +15,12 @@ MICRO_OVERRIDES = [
     "--config.model.embed_dim=64", "--config.model.depth=3", "--config.model.num_heads=2",
     "--config.model.divide_layers=1-2", "--config.model.head_channels=16", "--config.model.drop_path_rate=0.1",
     "--config.model.template_size=32", "--config.model.search_size=64",
-    "--config.data.template.size=32", "--config.data.search.size=64",
 ]
 
 
 def train_command(workdir, sample_dir, *extra):
     return [sys.executable, str(REPO / "launch.py"), "--config", str(REPO / "configs" / "grm_tiny_cpu.py"),
-            "--workdir", str(workdir), f"--config.data.sample_dir={sample_dir}", *MICRO_OVERRIDES, *extra]
+            "--workdir", str(workdir), f"--config.data.roots.sample={sample_dir}", *MICRO_OVERRIDES, *extra]
 
 
 def subprocess_env(cache_dir, devices: int = 1, **extra):
@@ -58,6 +58,34 @@ def final_params(workdir):
 
 
 def latest_step(workdir):
-    ck = pathlib.Path(workdir) / "checkpoints"
-    steps = [int(p.name) for p in ck.iterdir() if p.name.isdigit()] if ck.is_dir() else []
-    return max(steps) if steps else None
+    from grm_jax.checkpoint import checkpoint_steps
+
+    steps = checkpoint_steps(workdir)
+    return steps[-1] if steps else None
+
+
+def synthetic_batch(config, batch_size: int, seed: int = 0, start: int = 0) -> dict:
+    """A learnable batch for ModelConfig ``config``: a textured square on a noise background; the
+    template shows it centred (factor 2), the search shows it at a random place and size. Row ``k``
+    depends only on (seed, start + k). Returns the ``grm_jax.train.step.STEP_KEYS`` arrays
+    (normalized NHWC images, normalized x1y1wh search box, heatmap)."""
+    from data_pipelines.processing import generate_heatmap
+
+    t, s = config.template_size, config.search_size
+    rows = []
+    for k in range(batch_size):
+        rng = np.random.default_rng([int(seed), start + k])
+        color = rng.uniform(-1.5, 1.5, size=3).astype(np.float32)
+        tpl = rng.normal(0, 0.5, (t, t, 3)).astype(np.float32)
+        a = t // 4
+        tpl[a:t - a, a:t - a] = color
+        srch = rng.normal(0, 0.5, (s, s, 3)).astype(np.float32)
+        size = rng.uniform(0.2, 0.4, size=2)
+        x1y1 = rng.uniform(0.02, 1.0 - size - 0.02)
+        px = np.round(np.concatenate([x1y1, x1y1 + size]) * s).astype(int)
+        srch[px[1]:px[3], px[0]:px[2]] = color
+        box = np.array([px[0], px[1], px[2] - px[0], px[3] - px[1]], np.float32) / s
+        rows.append((tpl, srch, box))
+    boxes = np.stack([r[2] for r in rows])
+    return {"template": np.stack([r[0] for r in rows]), "search": np.stack([r[1] for r in rows]),
+            "search_box": boxes, "heatmap": generate_heatmap(boxes, s, config.patch_size)}

@@ -1,11 +1,21 @@
-"""Reports: score result files of any tracker, plots (PNG), markdown/CSV tables, metrics.json.
+"""Reports: score the result files of any tracker; plots (PNG), markdown / CSV tables, metrics.json.
 
 All scores are percentages. Plots use matplotlib's object API with the Agg canvas (no display,
 no global backend switch).
 
-``score_results`` reads ``<results_dir>/<seq>.txt`` for every benchmark sequence and writes to
-``out_dir``: ``metrics.json``, ``success_plot.png``, ``precision_plot.png``,
-``norm_precision_plot.png``, ``results.md`` and ``results.csv`` (per-sequence rows + overall).
+:func:`score_tracker` reads ``<results_dir>/<seq>.txt`` (and ``<seq>_time.txt``) of every
+benchmark sequence and returns the metrics; :func:`write_report` writes the report of one
+tracker or of several compared trackers to ``out_dir``:
+
+* ``metrics.json``: one tracker: its metrics; several: ``{"trackers": {name: metrics}, ...}``;
+* ``success_plot.png``, ``precision_plot.png``, ``norm_precision_plot.png``: every tracker, the
+  legend sorted by score and showing it (AUC, precision at 20 px, normalized precision at 0.20),
+  the title naming the benchmark and the sequence count;
+* ``results.md`` (the table, the plots linked, speed definitions, per-attribute table) and
+  ``results.csv``: one row per tracker; ``per_sequence_<tracker>.csv``: per-sequence scores;
+* with LaSOT attribute flags (:mod:`grm_jax.evaluate.attributes`): ``attributes.csv`` and one bar
+  chart ``attributes_<tracker>.png`` per tracker.
+:func:`score_results` = :func:`score_tracker` + :func:`write_report` for one tracker.
 """
 from __future__ import annotations
 
@@ -13,28 +23,40 @@ import csv
 import io
 import json
 import math
+import re
 from pathlib import Path
 from typing import Mapping, Sequence as SequenceT
 
 import numpy as np
 
+from grm_jax.datasets import DATASETS, Sequence
+from grm_jax.errors import DataError
 from grm_jax.evaluate import metrics as M
-from grm_jax.evaluate.benchmarks import Sequence
-from grm_jax.evaluate.results import _atomic_write_bytes, read_results, read_times
+from grm_jax.evaluate import speed as SP
+from grm_jax.evaluate.results import read_results, read_times
+from grm_jax.io_utils import atomic_write_bytes
 
-__all__ = [
-    "plot_success",
-    "plot_precision",
-    "write_metrics_json",
-    "markdown_table",
-    "write_markdown_table",
-    "write_csv_table",
-    "image_size_wh",
-    "score_results",
-]
+__all__ = ["plot_success", "plot_precision", "plot_attribute_bars", "write_metrics_json", "markdown_table",
+           "write_markdown_table", "write_csv_table", "image_size_wh", "score_tracker", "tracker_table",
+           "write_report", "score_results"]
 
 SUMMARY_KEYS = ("auc", "precision", "norm_precision", "op50", "op75")
 GOT10K_KEYS = ("ao", "sr50", "sr75")
+PLOT_FILES = {"success": "success_plot.png", "precision": "precision_plot.png",
+              "norm_precision": "norm_precision_plot.png"}
+# Every file write_report may write (glob patterns), e.g. for --overwrite to delete.
+REPORT_FILE_PATTERNS = ("metrics.json", "results.md", "results.csv", "attributes.csv", *PLOT_FILES.values(),
+                        "attributes_*.png", "per_sequence_*.csv")
+# The tracker table: (key, header). Speeds: see grm_jax.evaluate.speed.
+TABLE_COLUMNS = (("tracker", "tracker"), ("num_sequences", "sequences"), ("auc", "AUC"),
+                 ("precision", "P (20 px)"), ("norm_precision", "NP (0.20)"), ("op50", "OP50"), ("op75", "OP75"))
+GOT10K_COLUMNS = (("ao", "AO"), ("sr50", "SR0.5"), ("sr75", "SR0.75"))
+SPEED_COLUMNS = (("toolkit_fps", "toolkit fps (mean 1/t)"), ("frames_per_s", "frames/s (wall, excl. compile)"))
+
+
+def safe_name(name: str) -> str:
+    """A tracker name usable in a file name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._") or "tracker"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -42,50 +64,76 @@ GOT10K_KEYS = ("ao", "sr50", "sr75")
 # ----------------------------------------------------------------------------------------------
 
 def _save_figure(fig, path: Path) -> Path:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
 
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    _atomic_write_bytes(Path(path), buf.getvalue())
+    atomic_write_bytes(Path(path), buf.getvalue())
     return Path(path)
 
 
-def _curve_plot(curves: Mapping[str, np.ndarray], x: np.ndarray, scores: Mapping[str, float], path,
-                title: str, xlabel: str, ylabel: str, xlim) -> Path:
-    from matplotlib.figure import Figure
+def _curve_plot(curves: Mapping[str, np.ndarray], x: np.ndarray, scores: Mapping[str, float], path, title: str,
+                xlabel: str, ylabel: str, xlim, score_label: str, legend_loc: str) -> Path:
+    from matplotlib.figure import Figure  # noqa: PLC0415
 
-    fig = Figure(figsize=(6, 5))
+    fig = Figure(figsize=(6.4, 5.2))
     ax = fig.add_subplot(1, 1, 1)
-    order = sorted(curves, key=lambda k: -float(scores.get(k, 0.0)))
-    for name in order:
-        ax.plot(x, np.asarray(curves[name], np.float64), linewidth=2, label=f"{name} [{scores.get(name, float('nan')):.1f}]")
+    for name in sorted(curves, key=lambda k: -float(scores.get(k, 0.0))):
+        ax.plot(x, np.asarray(curves[name], np.float64), linewidth=2,
+                label=f"{name} [{score_label} {scores.get(name, float('nan')):.1f}]")
     ax.set_xlim(*xlim)
     ax.set_ylim(0, 100)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, linestyle=":")
-    ax.legend(loc="lower left" if "Success" in title else "lower right", fontsize=9)
+    ax.legend(loc=legend_loc, fontsize=9)
     return _save_figure(fig, Path(path))
 
 
 def plot_success(curves: Mapping[str, np.ndarray], path, title: str = "Success plot",
                  thresholds: np.ndarray = M.OVERLAP_THRESHOLDS) -> Path:
     """Success plot PNG. curves: tracker name -> success curve in % on ``thresholds`` (default 21
-    values 0:0.05:1); the legend shows each curve's AUC (its mean)."""
+    values 0:0.05:1); the legend, sorted by AUC, shows each curve's AUC (its mean)."""
     scores = {k: float(np.mean(v)) for k, v in curves.items()}
-    return _curve_plot(curves, thresholds, scores, path, title, "Overlap threshold", "Success rate [%]", (0, 1))
+    return _curve_plot(curves, thresholds, scores, path, title, "Overlap threshold", "Success rate [%]", (0, 1),
+                       "AUC", "lower left")
 
 
 def plot_precision(curves: Mapping[str, np.ndarray], path, title: str = "Precision plot",
                    normalized: bool = False) -> Path:
     """Precision plot PNG. curves: tracker -> precision curve in % on 0..50 px (normalized: 0..0.5);
-    the legend shows the value at 20 px (normalized: 0.20)."""
+    the legend, sorted by it, shows the value at 20 px (normalized: 0.20)."""
     x = M.NORM_CENTER_THRESHOLDS if normalized else M.CENTER_THRESHOLDS
     scores = {k: float(np.asarray(v)[20]) for k, v in curves.items()}
     xlabel = "Normalized location error threshold" if normalized else "Location error threshold [pixels]"
-    return _curve_plot(curves, x, scores, path, title, xlabel, "Distance precision [%]", (x[0], x[-1]))
+    return _curve_plot(curves, x, scores, path, title, xlabel, "Distance precision [%]", (x[0], x[-1]),
+                       "NP@0.2" if normalized else "P@20", "lower right")
+
+
+def plot_attribute_bars(values: SequenceT[tuple[str, float]], path, title: str, overall: float | None = None) -> Path:
+    """Horizontal bar chart PNG: (label, AUC %) per bar, the value written beside it; ``overall``
+    (the tracker's AUC on all sequences) as a dashed line."""
+    from matplotlib.figure import Figure  # noqa: PLC0415
+
+    fig = Figure(figsize=(7.0, 0.38 * len(values) + 1.4))
+    ax = fig.add_subplot(1, 1, 1)
+    y = np.arange(len(values))[::-1]
+    heights = [0.0 if math.isnan(v) else v for _, v in values]
+    ax.barh(y, heights, color="tab:blue")
+    for yi, (_, v) in zip(y, values):
+        ax.text((0.0 if math.isnan(v) else v) + 0.8, yi, "n/a" if math.isnan(v) else f"{v:.1f}", va="center",
+                fontsize=8)
+    if overall is not None and not math.isnan(overall):
+        ax.axvline(overall, color="k", linestyle="--", linewidth=1, label=f"all sequences [AUC {overall:.1f}]")
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_yticks(y, [label for label, _ in values], fontsize=8)
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("AUC [%]")
+    ax.set_title(title)
+    ax.grid(True, axis="x", linestyle=":")
+    return _save_figure(fig, Path(path))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -112,19 +160,21 @@ def _jsonable(obj):
 def write_metrics_json(metrics: Mapping, path) -> Path:
     """Write ``metrics`` as indented JSON (numpy arrays -> lists, nan/inf -> null), atomically."""
     text = json.dumps(_jsonable(metrics), indent=2, sort_keys=False)
-    _atomic_write_bytes(Path(path), (text + "\n").encode())
+    atomic_write_bytes(Path(path), (text + "\n").encode())
     return Path(path)
 
 
 def _fmt(v) -> str:
+    if v is None:
+        return "-"
     if isinstance(v, (float, np.floating)):
         return "nan" if not math.isfinite(float(v)) else f"{float(v):.2f}"
     return str(v)
 
 
-def markdown_table(rows: SequenceT[Mapping], columns: SequenceT[str]) -> str:
-    """Markdown table text; floats with 2 decimals."""
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+def markdown_table(rows: SequenceT[Mapping], columns: SequenceT[str], headers: SequenceT[str] | None = None) -> str:
+    """Markdown table text; floats with 2 decimals, None as '-'. headers: column titles (default: the keys)."""
+    lines = ["| " + " | ".join(headers or columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     for r in rows:
         lines.append("| " + " | ".join(_fmt(r.get(c, "")) for c in columns) + " |")
     return "\n".join(lines) + "\n"
@@ -133,18 +183,18 @@ def markdown_table(rows: SequenceT[Mapping], columns: SequenceT[str]) -> str:
 def write_markdown_table(rows: SequenceT[Mapping], columns: SequenceT[str], path, title: str | None = None) -> Path:
     """Write :func:`markdown_table` (optionally under a ``# title``) to ``path``."""
     text = (f"# {title}\n\n" if title else "") + markdown_table(rows, columns)
-    _atomic_write_bytes(Path(path), text.encode())
+    atomic_write_bytes(Path(path), text.encode())
     return Path(path)
 
 
 def write_csv_table(rows: SequenceT[Mapping], columns: SequenceT[str], path) -> Path:
-    """Write rows as CSV with a header line (full float precision)."""
+    """Write rows as CSV with a header line (full float precision; None as empty)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(columns)
     for r in rows:
-        w.writerow([r.get(c, "") for c in columns])
-    _atomic_write_bytes(Path(path), buf.getvalue().encode())
+        w.writerow(["" if r.get(c) is None else r.get(c, "") for c in columns])
+    atomic_write_bytes(Path(path), buf.getvalue().encode())
     return Path(path)
 
 
@@ -154,7 +204,7 @@ def write_csv_table(rows: SequenceT[Mapping], columns: SequenceT[str], path) -> 
 
 def image_size_wh(frame_path) -> tuple[int, int]:
     """(W, H) of an image file (decoded with OpenCV)."""
-    import cv2
+    import cv2  # noqa: PLC0415
 
     im = cv2.imread(str(frame_path), cv2.IMREAD_UNCHANGED)
     if im is None:
@@ -163,28 +213,38 @@ def image_size_wh(frame_path) -> tuple[int, int]:
 
 
 def _is_got10k(seqs: SequenceT[Sequence]) -> bool:
-    return all(str(s.dataset).startswith("got10k") for s in seqs)
+    """True when every sequence is from a benchmark scored with GOT-10k's AO / SR (registry)."""
+    return all(getattr(DATASETS.get(str(s.dataset)), "scoring", None) == "got10k" for s in seqs)
 
 
-def score_results(benchmark_sequences: SequenceT[Sequence], results_dir, out_dir, tracker_name: str,
-                  denominator: str | None = None, skip_missing: bool = False, plots: bool = True,
-                  strict_invalid: bool = False) -> dict:
-    """Score the result files of any tracker on a benchmark and write the report to ``out_dir``.
+def _read_prediction(path: Path) -> np.ndarray:
+    pred = read_results(path)
+    bad = np.flatnonzero(np.isnan(pred).any(axis=1))
+    if bad.size:
+        raise DataError(f"{path}: box {bad[0] + 1} has a NaN coordinate; a result file needs a box for every frame")
+    return pred
+
+
+def score_tracker(benchmark_sequences: SequenceT[Sequence], results_dir, tracker_name: str,
+                  denominator: str | None = None, skip_missing: bool = False, strict_invalid: bool = False) -> dict:
+    """Scores the result files of any tracker on a benchmark (nothing is written).
 
     benchmark_sequences: output of ``load_benchmark`` (ground truth must be public: GOT-10k test
     and TrackingNet are scored by their servers). results_dir: holds ``<seq>.txt`` files (comma,
-    tab or space separated x1, y1, w, h per frame) and optionally ``<seq>_time.txt``.
+    tab or space separated x1, y1, w, h per frame), optionally ``<seq>_time.txt`` and, for
+    grm-jax evaluations, ``timing.json`` (see :mod:`grm_jax.evaluate.speed`).
     denominator: 'valid' or 'all' (default: 'all' for AVisT, else 'valid'; see metrics).
     skip_missing: skip sequences without a result file instead of raising.
     strict_invalid: see ``metrics.sequence_errors`` (default False = pytracking's conventions).
-    Returns the dict written to ``out_dir/metrics.json``: percentages {"auc", "precision",
-    "norm_precision", "op50", "op75"} (+ {"ao", "sr50", "sr75"} for GOT-10k), "fps" (nan without
-    time files), "curves", "per_sequence", "tracker", "benchmark", "num_sequences", "denominator".
+    Returns percentages {"auc", "precision", "norm_precision", "op50", "op75"} (+ {"ao", "sr50",
+    "sr75"} for GOT-10k), "fps" (the toolkit-convention speed, nan without time files), "speed"
+    (both speeds, labelled), "curves", "per_sequence", "tracker", "benchmark", "num_sequences",
+    "denominator", "missing_sequences".
     """
     seqs = list(benchmark_sequences)
     if not seqs:
-        raise ValueError("score_results: no sequences given")
-    results_dir, out_dir = Path(results_dir), Path(out_dir)
+        raise ValueError("score_tracker: no sequences given")
+    results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise ValueError(f"results folder does not exist: {results_dir}")
     bench = str(seqs[0].dataset)
@@ -204,7 +264,7 @@ def score_results(benchmark_sequences: SequenceT[Sequence], results_dir, out_dir
         if gt.shape[0] > 1 and np.isnan(gt[1:]).all():
             raise ValueError(f"sequence {s.name!r} ({bench}): ground truth is not public; "
                              f"use the benchmark's evaluation server")
-        pred = read_results(path)
+        pred = _read_prediction(path)
         per_seq_eval.append(M.evaluate_sequence(pred, gt, visible=s.visible, name=s.name, dataset=bench,
                                                 denominator=denominator, strict_invalid=strict_invalid))
         if got:
@@ -212,7 +272,7 @@ def score_results(benchmark_sequences: SequenceT[Sequence], results_dir, out_dir
                                                       name=s.name)
         tpath = results_dir / f"{s.name}_time.txt"
         if tpath.is_file():
-            t = read_times(tpath)
+            t = read_times(tpath, num_boxes=pred.shape[0], box_path=path)
             all_times.append(t)
             speeds[s.name] = M.speed_fps(t)
     if not per_seq_eval:
@@ -235,26 +295,105 @@ def score_results(benchmark_sequences: SequenceT[Sequence], results_dir, out_dir
         for name, v in g["per_sequence"].items():
             per[name].update({f"got10k_{k}": v[k] for k in GOT10K_KEYS})
     out["fps"] = M.speed_fps(np.concatenate(all_times)) if all_times else float("nan")
+    out["speed"] = SP.speed_fields(out["fps"], SP.read_timing(results_dir))
     for name, v in speeds.items():
         per[name]["fps"] = v
     out["missing_sequences"] = missing
     out["curves"] = curves
     out["per_sequence"] = per
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_metrics_json(out, out_dir / "metrics.json")
-    if plots:
-        plot_success({tracker_name: curves["success"]}, out_dir / "success_plot.png",
-                     title=f"Success plot ({bench})")
-        plot_precision({tracker_name: curves["precision"]}, out_dir / "precision_plot.png",
-                       title=f"Precision plot ({bench})")
-        plot_precision({tracker_name: curves["norm_precision"]}, out_dir / "norm_precision_plot.png",
-                       title=f"Normalized precision plot ({bench})", normalized=True)
-    cols = ["sequence", *SUMMARY_KEYS] + (["got10k_" + k for k in GOT10K_KEYS] if got else [])
-    rows = [{"sequence": n, **v} for n, v in per.items()]
-    overall = {"sequence": "ALL", **{k: out[k] for k in SUMMARY_KEYS}}
-    if got:
-        overall.update({f"got10k_{k}": out[k] for k in GOT10K_KEYS})
-    write_markdown_table(rows + [overall], cols, out_dir / "results.md", title=f"{tracker_name} on {bench}")
-    write_csv_table(rows + [overall], cols, out_dir / "results.csv")
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing reports
+# ----------------------------------------------------------------------------------------------
+
+def _columns(trackers: SequenceT[Mapping], base, got_cols) -> list[tuple[str, str]]:
+    got = all(k in m for m in trackers for k in GOT10K_KEYS)
+    return [*base, *(got_cols if got else ())]
+
+
+def tracker_table(trackers: SequenceT[Mapping]) -> tuple[list[dict], list[tuple[str, str]]]:
+    """(rows sorted by AUC, best first; (key, header) columns) of the one-row-per-tracker table."""
+    rows = []
+    for m in trackers:
+        row = {k: m.get(k) for k, _ in TABLE_COLUMNS}
+        row.update({k: m[k] for k in GOT10K_KEYS if k in m})
+        row.update({k: (m.get("speed") or {}).get(k) for k, _ in SPEED_COLUMNS})
+        rows.append(row)
+    rows.sort(key=lambda r: -float(r["auc"]))
+    return rows, _columns(trackers, TABLE_COLUMNS, GOT10K_COLUMNS) + list(SPEED_COLUMNS)
+
+
+def _title(trackers: SequenceT[Mapping]) -> str:
+    counts = sorted({int(m["num_sequences"]) for m in trackers})
+    n = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    return f"{trackers[0]['benchmark']} ({n} sequences)"
+
+
+def _write_plots(trackers: SequenceT[Mapping], out_dir: Path, title: str) -> None:
+    plot_success({m["tracker"]: m["curves"]["success"] for m in trackers}, out_dir / PLOT_FILES["success"],
+                 title=f"Success plot: {title}")
+    plot_precision({m["tracker"]: m["curves"]["precision"] for m in trackers}, out_dir / PLOT_FILES["precision"],
+                   title=f"Precision plot: {title}")
+    plot_precision({m["tracker"]: m["curves"]["norm_precision"] for m in trackers},
+                   out_dir / PLOT_FILES["norm_precision"], title=f"Normalized precision plot: {title}", normalized=True)
+
+
+def _attribute_section(trackers, attributes: SequenceT[Mapping], out_dir: Path, title: str, plots: bool) -> str:
+    names = [m["tracker"] for m in trackers]
+    write_csv_table(attributes, ["abbrev", "attribute", "sequences", *names], out_dir / "attributes.csv")
+    text = "\n## Per-attribute AUC\n\n" + markdown_table(attributes, ["attribute", "abbrev", "sequences", *names])
+    for m in trackers:
+        png = f"attributes_{safe_name(m['tracker'])}.png"
+        if plots:
+            bars = [(f"{r['attribute']} ({r['sequences']})", float(r[m["tracker"]])) for r in attributes]
+            plot_attribute_bars(bars, out_dir / png, f"{m['tracker']}: AUC per attribute, {title}", overall=m["auc"])
+        text += f"\n![{m['tracker']} per attribute]({png})\n"
+    return text
+
+
+def write_report(trackers: SequenceT[Mapping], out_dir, attributes: SequenceT[Mapping] | None = None,
+                 plots: bool = True) -> Path:
+    """Writes the report of one or several scored trackers (outputs of :func:`score_tracker`, same
+    benchmark) to ``out_dir`` (see module doc); attributes: rows of
+    :func:`grm_jax.evaluate.attributes.attribute_table`. Returns the path of results.md."""
+    trackers = list(trackers)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    title = _title(trackers)
+    payload = dict(trackers[0]) if len(trackers) == 1 else {
+        "benchmark": trackers[0]["benchmark"], "trackers": {m["tracker"]: m for m in trackers}}
+    if attributes:
+        payload["attributes"] = list(attributes)
+    write_metrics_json(payload, out_dir / "metrics.json")
+    if plots:
+        _write_plots(trackers, out_dir, title)
+    rows, cols = tracker_table(trackers)
+    write_csv_table(rows, [k for k, _ in cols], out_dir / "results.csv")
+    text = f"# {title}\n\n" + markdown_table(rows, [k for k, _ in cols], [h for _, h in cols])
+    text += ("\ntoolkit fps: mean over frames of 1/t from <seq>_time.txt, first frames included (GOT-10k / "
+             "pytracking convention); frames/s: frames tracked / (tracking wall time - compile time).\n")
+    if plots:
+        text += "".join(f"\n![{key.replace('_', ' ')} plot]({name})\n" for key, name in PLOT_FILES.items())
+    if attributes:
+        text += _attribute_section(trackers, attributes, out_dir, title, plots)
+    text += "\n## Per-sequence scores\n\n"
+    for m in trackers:
+        per_cols = ["sequence", *SUMMARY_KEYS, *[f"got10k_{k}" for k in GOT10K_KEYS if k in m], "fps", "num_frames"]
+        csv_name = f"per_sequence_{safe_name(m['tracker'])}.csv"
+        write_csv_table([{"sequence": n, **v} for n, v in m["per_sequence"].items()], per_cols, out_dir / csv_name)
+        text += f"* {m['tracker']}: [{csv_name}]({csv_name})\n"
+    atomic_write_bytes(out_dir / "results.md", text.encode())
+    return out_dir / "results.md"
+
+
+def score_results(benchmark_sequences: SequenceT[Sequence], results_dir, out_dir, tracker_name: str,
+                  denominator: str | None = None, skip_missing: bool = False, plots: bool = True,
+                  strict_invalid: bool = False) -> dict:
+    """:func:`score_tracker` then :func:`write_report` for this one tracker; returns the metrics
+    (also written to ``out_dir/metrics.json``)."""
+    metrics = score_tracker(benchmark_sequences, results_dir, tracker_name, denominator=denominator,
+                            skip_missing=skip_missing, strict_invalid=strict_invalid)
+    write_report([metrics], out_dir, plots=plots)
+    return metrics

@@ -5,7 +5,8 @@ Per-sequence files (pytracking layout, one results folder per tracker/benchmark)
   ``%d`` of the values truncated toward zero, exactly like the official GRM/pytracking tracker
   (the paper's numbers were computed from such files); ``'float'`` writes ``%.4f``.
 * ``<seq>_time.txt``: per-frame seconds, one per line (``%f``).
-Both are written atomically (temporary file in the same folder, then ``os.replace``); the time
+Both are written atomically (``grm_jax.io_utils.atomic_write_bytes``: temporary file in the same
+folder, then ``os.replace``; mode 0o666 less the umask); the time
 file is written first, so an existing ``<seq>.txt`` means the sequence is complete.
 
 Submissions:
@@ -15,15 +16,16 @@ Submissions:
 from __future__ import annotations
 
 import io
-import os
-import tempfile
+import json
 import zipfile
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
-from grm_jax.evaluate.benchmarks import read_box_file, read_label_file
+from grm_jax.annotations import read_box_file, read_label_file
+from grm_jax.errors import DataError
+from grm_jax.io_utils import atomic_write_bytes
 
 __all__ = [
     "format_boxes",
@@ -33,25 +35,21 @@ __all__ = [
     "read_times",
     "write_got10k_submission",
     "write_trackingnet_submission",
+    "SEQUENCE_FILE_SUFFIXES",
+    "write_bad_frames",
+    "read_bad_frames",
 ]
+
+# Files an evaluation writes per sequence: boxes, times, unreadable frames (only when there were any).
+BAD_FRAMES_SUFFIX = "_bad_frames.json"
+SEQUENCE_FILE_SUFFIXES = (".txt", "_time.txt", BAD_FRAMES_SUFFIX)
 
 _FORMATS = ("int", "float")
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+# The one atomic writer lives in grm_jax.io_utils; this name is kept for modules that still
+# import it from here (new code: ``from grm_jax.io_utils import atomic_write_bytes``).
+_atomic_write_bytes = atomic_write_bytes
 
 
 def format_boxes(boxes_xywh, fmt: str = "int", delimiter: str = "\t") -> str:
@@ -88,9 +86,9 @@ def write_results(results_dir, seq_name: str, boxes_xywh, times=None, fmt: str =
         n_b = np.asarray(boxes_xywh).shape[0]
         if n_t != n_b:
             raise ValueError(f"sequence {seq_name!r}: {n_b} boxes but {n_t} times")
-        _atomic_write_bytes(results_dir / f"{seq_name}_time.txt", _format_times(times).encode())
+        atomic_write_bytes(results_dir / f"{seq_name}_time.txt", _format_times(times).encode())
     path = results_dir / f"{seq_name}.txt"
-    _atomic_write_bytes(path, text.encode())
+    atomic_write_bytes(path, text.encode())
     return path
 
 
@@ -112,13 +110,18 @@ def is_complete(results_dir, seq_name: str, num_frames: int | None = None, requi
 
 
 def read_results(path) -> np.ndarray:
-    """Read a result/box file (comma, tab or space separated) -> (N, 4) float64."""
+    """Read a result/box file (comma, tab or space separated) -> (N, 4) float64.
+    DataError naming the file and line for a malformed row or an infinite coordinate."""
     return read_box_file(path)
 
 
-def read_times(path) -> np.ndarray:
-    """Read a ``<seq>_time.txt`` file -> (N,) float64 seconds."""
-    return read_label_file(path)
+def read_times(path, num_boxes: int | None = None, box_path=None) -> np.ndarray:
+    """Read a ``<seq>_time.txt`` file -> (N,) float64 seconds. With ``num_boxes`` (the row count
+    of the box file ``box_path``), DataError naming both counts when N differs."""
+    times = read_label_file(path)
+    if num_boxes is not None and times.shape[0] != num_boxes:
+        raise DataError(f"{path}: {times.shape[0]} times but {num_boxes} boxes in {box_path or 'the box file'}")
+    return times
 
 
 def _zip_atomic(zip_path: Path, members: Iterable[tuple[str, bytes]]) -> Path:
@@ -126,7 +129,7 @@ def _zip_atomic(zip_path: Path, members: Iterable[tuple[str, bytes]]) -> Path:
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for arcname, data in members:
             zf.writestr(arcname, data)
-    _atomic_write_bytes(zip_path, buf.getvalue())
+    atomic_write_bytes(zip_path, buf.getvalue())
     return zip_path
 
 
@@ -147,13 +150,11 @@ def write_got10k_submission(results_dir, seq_names: Iterable[str], out_dir, zip_
         if not time_path.is_file():
             raise ValueError(f"missing time file: {time_path}")
         boxes = read_results(box_path)
-        times = read_times(time_path)
-        if times.shape[0] != boxes.shape[0]:
-            raise ValueError(f"{time_path}: {times.shape[0]} times but {boxes.shape[0]} boxes in {box_path}")
+        times = read_times(time_path, boxes.shape[0], box_path)
         box_txt = format_boxes(boxes, fmt=fmt, delimiter=",").encode()
         time_txt = _format_times(times).encode()
-        _atomic_write_bytes(out_dir / seq / f"{seq}_001.txt", box_txt)
-        _atomic_write_bytes(out_dir / seq / f"{seq}_time.txt", time_txt)
+        atomic_write_bytes(out_dir / seq / f"{seq}_001.txt", box_txt)
+        atomic_write_bytes(out_dir / seq / f"{seq}_time.txt", time_txt)
         members += [(f"{seq}/{seq}_001.txt", box_txt), (f"{seq}/{seq}_time.txt", time_txt)]
     if zip_path is not None:
         return _zip_atomic(Path(zip_path), members)
@@ -170,3 +171,27 @@ def write_trackingnet_submission(results_dir, seq_names: Iterable[str], zip_path
             raise ValueError(f"missing result file: {box_path}")
         members.append((f"{seq}.txt", format_boxes(read_results(box_path), fmt=fmt, delimiter=",").encode()))
     return _zip_atomic(Path(zip_path), members)
+
+
+def write_bad_frames(results_dir, seq_name: str, bad_frames) -> Path:
+    """Writes ``<seq_name>_bad_frames.json``: the unreadable frames whose box was carried over
+    (``bad_frames``: (0-based frame index, error message) pairs). Written before ``<seq>.txt``;
+    no bad frames removes a file left by an earlier, unfinished attempt."""
+    rows = [{"frame": int(i), "error": str(msg)} for i, msg in bad_frames]
+    path = Path(results_dir) / f"{seq_name}{BAD_FRAMES_SUFFIX}"
+    if not rows:
+        path.unlink(missing_ok=True)
+        return path
+    atomic_write_bytes(path, (json.dumps({"sequence": seq_name, "bad_frames": rows}, indent=1) + "\n").encode())
+    return path
+
+
+def read_bad_frames(results_dir, seq_name: str) -> list[dict]:
+    """The rows written by :func:`write_bad_frames` ([] when the sequence had none)."""
+    path = Path(results_dir) / f"{seq_name}{BAD_FRAMES_SUFFIX}"
+    if not path.is_file():
+        return []
+    try:
+        return list(json.loads(path.read_text(encoding="utf-8"))["bad_frames"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise DataError(f"{path}: not a bad-frames file ({err})") from None

@@ -1,120 +1,79 @@
 """The evaluate / track / score modes of launch.py.
 
 evaluate: load a model directory, read a benchmark, track every sequence (B sequences per device
-  call, ``config.eval.batch_sequences``), write ``<seq>.txt`` and ``<seq>_time.txt`` atomically into
-  the workdir as each sequence finishes (sequences already complete are skipped on a re-run), then
-  score them (metrics.json, results.md/csv, PNG plots) or, for GOT-10k test / TrackingNet, build
-  the server submission zip.
-track: one video (file or frame folder) from an init box -> ``boxes.txt`` (x,y,w,h per frame, row 0 =
-  the init box) and ``tracked.mp4`` (optionally with the token-division overlay).
-score: score any folder of ``<seq>.txt`` result files on a benchmark.
+  call, ``run.eval.batch_sequences``), write ``<seq>.txt`` and ``<seq>_time.txt`` atomically into
+  the workdir as each sequence finishes, then score them (metrics.json, results.md/csv, PNG plots,
+  LaSOT per-attribute scores) or, for GOT-10k test / TrackingNet, build the server submission zip.
+  ``run_manifest.json`` (:mod:`grm_jax.evaluate.manifest`) records the model and settings: a re-run
+  resumes only the same run (complete sequences are skipped); other results are refused unless
+  ``--overwrite`` deletes them. Unreadable frames stop the run naming the file, or with
+  ``eval.on_bad_frame='skip'`` keep the previous box and are listed in summary.json. Speed is
+  reported two ways (:mod:`grm_jax.evaluate.speed`).
+track: one video (file or frame folder) from an init box -> ``boxes.txt``, ``tracked.mp4``,
+  ``summary.json`` (and ``division.json``); implemented in :mod:`grm_jax.track.track_mode`.
+score: score the result folders of one or several trackers on a benchmark (one comparison report,
+  :mod:`grm_jax.evaluate.compare`).
 
-Benchmark roots come from ``config.data.roots.<name>`` (got10k_val/got10k_test -> roots.got10k).
-The 'folder' benchmark (``root/<seq>/*.jpg`` + ``groundtruth.txt``) takes its root from
-``config.data.roots.folder`` when that field exists, or inline as ``--dataset=folder:/path/to/root``.
+Benchmark names and root keys are those of ``grm_jax.datasets.registry``: the root of a benchmark
+is ``run.data.roots[<its root key>]`` (got10k_val/got10k_test -> roots.got10k, sample_val ->
+roots.sample, which defaults to the generated data's cache folder). The 'folder' benchmark
+(``root/<seq>/*.jpg`` + ``groundtruth.txt``) takes its root from ``roots.folder`` or inline as
+``--dataset=folder:/path/to/root``.
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 import pathlib
-import tempfile
-import time
-from typing import Callable, Iterable, Sequence as SequenceT
+from typing import Callable, Sequence as SequenceT
 
 import numpy as np
 
-from grm_jax.evaluate import benchmarks as bm
-from grm_jax.evaluate import report, results as res
+from grm_jax import datasets as ds
+from grm_jax.errors import ConfigError, DataError, WorkdirError
+from grm_jax.evaluate import attributes, compare, manifest, report, results as res, speed
+from grm_jax.evaluate import metrics as metrics_lib
+from grm_jax.io_utils import ensure_writable_dir
+from grm_jax.run_config import RunConfig
+from grm_jax.track.track_mode import parse_box, run_track  # noqa: F401  (the track mode)
 
 __all__ = ["parse_box", "resolve_benchmark", "resolve_threshold", "run_evaluate", "run_score", "run_track"]
 
-_ALIASES = {"trackingnet_test": "trackingnet", "lasot_test": "lasot", "uav": "uav123", "nfs30": "nfs",
-            "got10k": "got10k_test"}
-_SERVER_SCORED = ("got10k_test", "trackingnet")
+_SERVER_SCORED = tuple(n for n, spec in ds.DATASETS.items() if spec.scoring == "server")
 
 
 # ----------------------------------------------------------------------------------------------
 # Helpers
 # ----------------------------------------------------------------------------------------------
 
-def _cfg_get(node, key, default=None):
-    if node is None:
-        return default
-    try:
-        value = node.get(key, default)
-    except AttributeError:
-        value = getattr(node, key, default)
-    return default if value is None else value
+def resolve_benchmark(run: RunConfig, dataset: str) -> tuple[str, pathlib.Path]:
+    """'lasot' / 'got10k_test' / 'folder:/path' ... -> (registry name, root folder).
 
-
-def resolve_benchmark(config, dataset: str) -> tuple[str, pathlib.Path]:
-    """'lasot' / 'got10k_test' / 'folder:/path' ... -> (benchmark key, root folder).
-
-    ValueError for an unknown name (listing valid ones) or an unset root (naming the config field)."""
+    The root is ``run.data.roots[<root key of the name>]`` (the generated sample data defaults
+    to its cache folder); 'folder' also takes ``folder:/path`` inline. ConfigError for an unknown
+    name (listing the valid ones) or an unset root (naming the config field)."""
     name = str(dataset).strip()
     inline_root = None
     if ":" in name and name.split(":", 1)[0].lower() == "folder":
         name, inline_root = name.split(":", 1)
-    key = _ALIASES.get(name.lower(), name.lower())
-    valid = bm.list_benchmarks()
-    if key not in valid:
-        raise ValueError(f"unknown dataset {dataset!r}; valid names: {', '.join(valid)} "
-                         f"(and 'folder:/path/to/sequences')")
+    key = ds.resolve(name, "eval", where="--dataset").name
     if inline_root:
         return key, pathlib.Path(inline_root)
-    field = "got10k" if key.startswith("got10k") else key
-    roots = _cfg_get(_cfg_get(config, "data"), "roots")
-    root = _cfg_get(roots, field)
-    if root is None and key == "folder":
-        root = _cfg_get(_cfg_get(config, "eval"), "folder_root")
+    root = ds.dataset_root(key, run.data.roots)
     if root is None:
-        hint = " or --dataset=folder:/path/to/sequences" if key == "folder" else ""
-        raise ValueError(f"dataset {key!r}: no root folder; set --config.data.roots.{field}=/path{hint}")
+        field = ds.DATASETS[key].root
+        raise ConfigError(f"dataset {key!r}: no root folder; set --config.data.roots.{field}=/path",
+                          hint="or --dataset=folder:/path/to/sequences" if key == "folder" else None)
     return key, pathlib.Path(str(root))
 
 
-def resolve_threshold(config, key: str, threshold: float | None) -> float:
-    """Explicit threshold, else config.track.thresholds.<key>, else the benchmark's official value,
-    else config.track.thresholds.default (0 = argmax)."""
+def resolve_threshold(run: RunConfig, key: str, threshold: float | None) -> float:
+    """The division threshold: ``threshold`` (--threshold), else ``run.track.threshold``, else the
+    official value of benchmark ``key`` (grm_jax.datasets.registry; 0 = argmax)."""
     if threshold is not None:
         return float(threshold)
-    table = _cfg_get(_cfg_get(config, "track"), "thresholds")
-    value = _cfg_get(table, key)
-    if value is not None:
-        return float(value)
-    official = bm.default_threshold(key)
-    if official != 0.0:
-        return official
-    return float(_cfg_get(table, "default", 0.0))
-
-
-def parse_box(text) -> np.ndarray:
-    """'x,y,w,h' (or 4 numbers) -> (4,) float64 (validated by the tracker)."""
-    if isinstance(text, str):
-        parts = [p for p in text.replace(" ", ",").split(",") if p]
-    else:
-        parts = list(text)
-    if len(parts) != 4:
-        raise ValueError(f"init box: expected 4 numbers x,y,w,h, got {text!r}")
-    try:
-        return np.asarray([float(p) for p in parts], np.float64)
-    except ValueError:
-        raise ValueError(f"init box: cannot parse numbers from {text!r}") from None
-
-
-def _atomic_write_text(path: pathlib.Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    if run.track.threshold is not None:
+        return float(run.track.threshold)
+    return float(ds.official_threshold(key))
 
 
 def _load_model(checkpoint):
@@ -123,188 +82,193 @@ def _load_model(checkpoint):
     return load_model(checkpoint)
 
 
-def _progress(total: int, desc: str):
-    try:
-        from tqdm import tqdm  # noqa: PLC0415
-    except ImportError:  # pragma: no cover
-        return None
-    return tqdm(total=total, desc=desc, unit="frame", dynamic_ncols=True, mininterval=1.0)
-
-
 # ----------------------------------------------------------------------------------------------
 # evaluate
 # ----------------------------------------------------------------------------------------------
 
-def run_evaluate(config, checkpoint, dataset: str, workdir, threshold: float | None = None,
-                 sequences: SequenceT[str] | None = None, tracker_name: str | None = None,
-                 on_sequence_done: Callable[[str], None] | None = None, model_and_variables=None) -> dict:
-    """Track a benchmark with a model directory and score it. Returns a summary dict.
+def run_evaluate(run: RunConfig, checkpoint, dataset: str, workdir, threshold: float | None = None,
+                 sequences: SequenceT[str] | None = None, tracker_name: str | None = None, overwrite: bool = False,
+                 on_sequence_done: Callable[[str], None] | None = None, model_and_variables=None,
+                 max_local_devices: int | None = None) -> dict:
+    """Track a benchmark with a model directory and score it. Returns the summary (also ``summary.json``).
 
-    Result files go to ``workdir`` (``<seq>.txt``, ``<seq>_time.txt``); complete ones are reused.
+    Result files go to ``workdir`` (``<seq>.txt``, ``<seq>_time.txt`` and, for unreadable frames,
+    ``<seq>_bad_frames.json``) beside ``run_manifest.json`` (:mod:`grm_jax.evaluate.manifest`).
+    Complete sequences of the same model and settings are reused; results of other settings are
+    refused (WorkdirError) unless ``overwrite`` deletes them. run.eval: batch_sequences,
+    result_format, on_bad_frame ('error' stops naming the file, 'skip' carries the previous box);
+    run.track: the tracking settings (threshold: see :func:`resolve_threshold`).
     on_sequence_done(name): called after each sequence's files are written (progress hooks, tests).
     model_and_variables: optional already-loaded (model, variables) instead of loading ``checkpoint``.
+    Several processes (multi-host, see ``grm_jax.evaluate.distribute``) each track their own share
+    into the shared ``workdir``; process 0 scores. max_local_devices: use only the first N local
+    devices of each process (default: all).
     """
+    from grm_jax.evaluate import distribute  # noqa: PLC0415
+    from grm_jax.model.attention import inference_attention  # noqa: PLC0415
     from grm_jax.track.batched import BatchedTracker  # noqa: PLC0415
 
-    key, root = resolve_benchmark(config, dataset)
-    seqs = bm.load_benchmark(key, root, sequences)
+    topo = distribute.topology(max_local_devices)  # joins the other processes before devices are used
+    key, root = resolve_benchmark(run, dataset)
+    seqs = ds.load_benchmark(key, root, sequences)
     if not seqs:
-        raise ValueError(f"dataset {key!r} at {root}: no sequences")
-    thr = resolve_threshold(config, key, threshold)
-    workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+        raise DataError(f"dataset {key!r} at {root}: no sequences")
+    thr = resolve_threshold(run, key, threshold)
+    workdir = ensure_writable_dir(workdir)
     tracker_name = tracker_name or pathlib.Path(str(checkpoint)).name or "grm"
-    fmt = str(_cfg_get(_cfg_get(config, "eval"), "result_format", "int"))
-    batch = int(_cfg_get(_cfg_get(config, "eval"), "batch_sequences", 8))
+    fmt, batch = run.eval.result_format, run.eval.batch_sequences
+    attention = run.track.attention or inference_attention(topo.local_devices[0].platform)
+    run_manifest = manifest.build_manifest(checkpoint, key, thr, run.track, attention, fmt)
+    state = manifest.prepare_workdir(workdir, run_manifest, [s.name for s in seqs], overwrite=overwrite,
+                                     write=topo.process_index == 0)
+    distribute.wait_for_all_processes(topo, f"grm_evaluate_manifest_{key}")  # process 0 cleared / wrote it
+    if state == "overwritten":
+        print(f"--overwrite: deleted the results and reports of a different run in {workdir}")
 
-    todo = [s for s in seqs if not res.is_complete(workdir, s.name, num_frames=len(s), require_time=True)]
-    print(f"{key}: {len(seqs)} sequences, {len(seqs) - len(todo)} already complete in {workdir}, "
-          f"threshold {thr}, batch {batch}")
+    shares = distribute.split_sequences(seqs, topo.process_count)
+    mine = set(shares[topo.process_index])
+    todo = [s for s in seqs if s.name in mine
+            and not res.is_complete(workdir, s.name, num_frames=len(s), require_time=True)]
+    print(f"{key}: {len(seqs)} sequences, process {topo.process_index}/{topo.process_count} tracks "
+          f"{len(todo)} of its {len(mine)} ({len(mine) - len(todo)} already complete in {workdir}) on "
+          f"{len(topo.local_devices)} device(s), threshold {thr}, batch {batch}")
+    clock = None
     if todo:
         model, variables = model_and_variables or _load_model(checkpoint)
-        tracker = BatchedTracker(model, variables, _cfg_get(config, "track"), thr, batch_size=min(batch, len(todo)))
-        bar = _progress(sum(len(s) for s in todo), f"{tracker_name}/{key}")
-        try:
-            for r in tracker.track(todo, on_frames=bar.update if bar is not None else None):
-                res.write_results(workdir, r.name, r.boxes, r.times, fmt=fmt)
-                if on_sequence_done is not None:
-                    on_sequence_done(r.name)
-        finally:
-            if bar is not None:
-                bar.close()
+        tracker = BatchedTracker(model, variables, run.track, thr, batch_size=min(batch, len(todo)),
+                                 devices=topo.local_devices, dtype=run.track.dtype, attention=attention,
+                                 on_bad_frame=run.eval.on_bad_frame)
+        clock = _track(tracker, todo, workdir, fmt, f"{tracker_name}/{key}", run.eval.on_bad_frame,
+                       on_sequence_done)
 
     summary = {"dataset": key, "threshold": thr, "num_sequences": len(seqs), "tracked": len(todo),
-               "workdir": str(workdir)}
+               "workdir": str(workdir), **distribute.summary_fields(topo, shares)}
+    distribute.wait_for_all_processes(topo, f"grm_evaluate_{key}")
+    if topo.process_index != 0:
+        return summary  # process 0 scores and writes summary.json
+    missing = [s.name for s in seqs if not res.is_complete(workdir, s.name, num_frames=len(s))]
+    if missing:
+        raise WorkdirError(f"{workdir}: no complete results for {len(missing)} sequence(s) after tracking: "
+                           f"{', '.join(missing[:10])}", hint="re-run the same command to resume")
+    if clock is not None and clock.frames_done:
+        speed.record_session(workdir, clock.frames_done, clock.wall_s, clock.compile_s, processes=topo.process_count,
+                             devices=topo.devices, batch_sequences=batch)
     names = [s.name for s in seqs]
-    if key == "got10k_test":
-        zip_path = res.write_got10k_submission(workdir, names, workdir / "got10k_submission",
-                                               zip_path=workdir / f"{tracker_name}_got10k_test.zip", fmt=fmt)
-        summary["submission"] = str(zip_path)
-        print(f"GOT-10k test submission: {zip_path} (upload to the evaluation server)")
-    elif key == "trackingnet":
-        zip_path = res.write_trackingnet_submission(workdir, names, workdir / f"{tracker_name}_trackingnet.zip",
-                                                    fmt=fmt)
-        summary["submission"] = str(zip_path)
-        print(f"TrackingNet submission: {zip_path} (upload to the evaluation server)")
+    summary["bad_frames"] = {n: rows for n in names if (rows := res.read_bad_frames(workdir, n))}
+    summary["bad_frame_count"] = sum(len(rows) for rows in summary["bad_frames"].values())
+    if key in _SERVER_SCORED:
+        summary["submission"] = str(_submission(key, workdir, names, tracker_name, fmt))
+        summary["speed"] = speed.speed_fields(_toolkit_fps(workdir, names), speed.read_timing(workdir))
     else:
-        metrics = report.score_results(seqs, workdir, workdir, tracker_name)
+        out = compare.compare_trackers(seqs, {tracker_name: workdir}, workdir,
+                                       attribute_flags=_attribute_flags(key, root, names))
+        metrics = out["trackers"][0]
         summary["metrics"] = {k: metrics.get(k) for k in (*report.SUMMARY_KEYS, *report.GOT10K_KEYS, "fps")
                               if k in metrics}
-        print(_summary_line(tracker_name, key, metrics))
+        summary["speed"] = metrics["speed"]
+        _print_report(key, out)
+    if clock is not None:
+        summary["speed"]["this_run"] = {"frames": clock.frames_done, "wall_s": clock.wall_s,
+                                        "compile_s": clock.compile_s, "frames_per_s": clock.frames_per_s()}
+    print(speed.describe(summary["speed"]))
+    _print_bad_frames(summary["bad_frames"], run.eval.on_bad_frame)
+    report.write_metrics_json(summary, workdir / manifest.SUMMARY_FILE)
     return summary
 
 
-def _summary_line(tracker_name: str, key: str, metrics: dict) -> str:
-    parts = [f"{k}={metrics[k]:.2f}" for k in (*report.SUMMARY_KEYS, *report.GOT10K_KEYS, "fps")
-             if k in metrics and isinstance(metrics[k], (int, float)) and not math.isnan(metrics[k])]
-    return f"{tracker_name} on {key}: " + " ".join(parts)
+_BAD_FRAME_HINTS = {
+    "error": "to carry the previous box over unreadable frames instead, pass --on_bad_frame=skip "
+             "(config eval.on_bad_frame)",
+    "skip": "the first frame of a sequence initialises the tracker and cannot be skipped; "
+            "repair the file or leave the sequence out (--sequences)",
+}
 
 
-# ----------------------------------------------------------------------------------------------
-# track
-# ----------------------------------------------------------------------------------------------
+def _track(tracker, todo, workdir: pathlib.Path, fmt: str, desc: str, on_bad_frame: str,
+           on_sequence_done) -> speed.TrackingClock:
+    """Tracks ``todo``, writing each sequence's files as it finishes (bad frames first, the box
+    file last); returns the run's clock (frames, wall and compile seconds). An unreadable frame
+    raises DataError naming the file (with on_bad_frame='skip': only a first frame)."""
+    from grm_jax.track.video import FrameError  # noqa: PLC0415
 
-def _division_rows(divide_layers: SequenceT[int], division_layers: Iterable | None) -> tuple[list[int], list[int]]:
-    """(rows into Tracker.last_decisions, chosen 0-based block indices)."""
-    divide_layers = list(divide_layers)
-    if not divide_layers:
-        raise ValueError("--show_division: this model has no dividing blocks")
-    if division_layers is None or len(list(division_layers)) == 0:
-        return list(range(len(divide_layers))), divide_layers
-    chosen = []
-    for v in division_layers:
+    clock = speed.TrackingClock(sum(len(s) for s in todo), len(todo), desc)
+    with clock:
         try:
-            chosen.append(int(v))
-        except (TypeError, ValueError):
-            raise ValueError(f"--division_layers: {v!r} is not an integer block index") from None
-    bad = [c for c in chosen if c not in divide_layers]
+            for r in tracker.track(todo, on_frames=clock.frames):
+                res.write_bad_frames(workdir, r.name, r.bad_frames)
+                res.write_results(workdir, r.name, r.boxes, r.times, fmt=fmt)
+                clock.sequence_done()
+                if on_sequence_done is not None:
+                    on_sequence_done(r.name)
+        except (DataError, FrameError) as err:
+            raise DataError(str(err), hint=_BAD_FRAME_HINTS[on_bad_frame]) from err
+    return clock
+
+
+def _submission(key: str, workdir: pathlib.Path, names: list[str], tracker_name: str, fmt: str) -> pathlib.Path:
+    """The evaluation server's zip for GOT-10k test / TrackingNet."""
+    if key == "got10k_test":
+        zip_path = res.write_got10k_submission(workdir, names, workdir / "got10k_submission",
+                                               zip_path=workdir / f"{tracker_name}_got10k_test.zip", fmt=fmt)
+    else:
+        zip_path = res.write_trackingnet_submission(workdir, names, workdir / f"{tracker_name}_trackingnet.zip",
+                                                    fmt=fmt)
+    print(f"{key} submission: {zip_path} (upload to the evaluation server)")
+    return zip_path
+
+
+def _toolkit_fps(workdir: pathlib.Path, names: list[str]) -> float:
+    times = [res.read_times(workdir / f"{n}_time.txt") for n in names if (workdir / f"{n}_time.txt").is_file()]
+    return metrics_lib.speed_fps(np.concatenate(times)) if times else float("nan")
+
+
+def _attribute_flags(key: str, root, names: list[str], attributes_dir=None):
+    """LaSOT attribute flags of ``names`` (None for other benchmarks or without attribute files)."""
+    if key != "lasot":
+        return None
+    flags = attributes.load_lasot_attributes(root, names, attributes_dir)
+    if flags is None:
+        example = attributes.attribute_candidates(root, names[0], attributes_dir)
+        print(f"note: no LaSOT attribute files found (e.g. {example[0]} or {example[2]}); per-attribute "
+              f"scores skipped (see README, 'LaSOT attributes')")
+    return flags
+
+
+def _print_report(key: str, out: dict) -> None:
+    print(f"\n{key}:\n" + compare.console_table(out["trackers"], out["attributes"]) + f"report: {out['report']}")
+
+
+def _print_bad_frames(bad: dict, policy: str) -> None:
     if bad:
-        raise ValueError(f"--division_layers {bad}: not dividing blocks of this model; valid: {divide_layers}")
-    return [divide_layers.index(c) for c in chosen], chosen
-
-
-def run_track(config, checkpoint, video, init_box, workdir, threshold: float | None = None,
-              show_division: bool = False, division_layers=None, model_and_variables=None,
-              write_video: bool = True) -> dict:
-    """Track one video from ``init_box`` ('x,y,w,h') and write ``boxes.txt`` + ``tracked.mp4``.
-
-    Returns {'boxes': (N,4) float64, 'ea_fractions': (N, L) E_A fraction per chosen layer (row 0 NaN)
-    when show_division, 'boxes_path', 'video_path', 'fps'}.
-    """
-    from grm_jax.track import video as vid  # noqa: PLC0415
-    from grm_jax.track.tracker import Tracker, validate_box  # noqa: PLC0415
-
-    box = validate_box(parse_box(init_box), "init box")
-    if threshold is None:
-        threshold = float(_cfg_get(_cfg_get(_cfg_get(config, "track"), "thresholds"), "default", 0.0))
-    frames = vid.iter_frames(video)  # raises for a missing source before the model is loaded
-    first = next(frames)
-    model, variables = model_and_variables or _load_model(checkpoint)
-    tracker = Tracker(model, variables, _cfg_get(config, "track"), threshold)
-    rows, layers = _division_rows(tracker.divide_layers, division_layers) if show_division else ([], [])
-    out = pathlib.Path(workdir)
-    out.mkdir(parents=True, exist_ok=True)
-    video_path = out / "tracked.mp4"
-    writer = vid.VideoWriter(video_path, vid.video_fps(video)) if write_video else None
-    boxes, fractions, times = [], [], []
-    try:
-        tracker.initialize(first, box)
-        boxes.append(box.copy())
-        if show_division:
-            fractions.append(np.full(len(rows), np.nan))
-        if writer is not None:
-            dec = np.zeros((len(rows), tracker.model_config.num_search_tokens), bool) if show_division else None
-            writer.write(vid.render_frame(first, box, 0, decisions=dec, layers=layers))
-        for i, frame in enumerate(frames, start=1):
-            t0 = time.perf_counter()
-            b = tracker.track(frame)
-            times.append(time.perf_counter() - t0)
-            boxes.append(b)
-            dec = None
-            if show_division:
-                dec = tracker.last_decisions[rows]
-                fractions.append(dec.mean(axis=1))
-            if writer is not None:
-                writer.write(vid.render_frame(frame, b, i, search_box_xywh=tracker.last_search_box,
-                                              search_crop=tracker.last_search_crop, decisions=dec, layers=layers,
-                                              search_factor=tracker.params.search_factor))
-    finally:
-        if writer is not None:
-            writer.close()
-    boxes = np.asarray(boxes, np.float64)
-    boxes_path = out / "boxes.txt"
-    _atomic_write_text(boxes_path, res.format_boxes(boxes, fmt="float", delimiter=","))
-    fps = float(1.0 / np.median(times)) if times else float("nan")
-    result = {"boxes": boxes, "boxes_path": str(boxes_path), "video_path": str(video_path) if writer else None,
-              "fps": fps}
-    if show_division:
-        result["ea_fractions"] = np.asarray(fractions)
-        result["division_layers"] = layers
-        _atomic_write_text(out / "division.json", json.dumps(
-            {"layers": layers, "ea_fraction_per_frame": np.asarray(fractions)[1:].round(4).tolist()}))
-    print(f"tracked {len(boxes)} frames ({fps:.1f} frames/s median): {boxes_path}"
-          + (f", {video_path}" if writer else ""))
-    return result
+        count = sum(len(v) for v in bad.values())
+        listed = ", ".join(f"{n} ({len(v)})" for n, v in list(bad.items())[:10])
+        print(f"warning: {count} unreadable frame(s) in {len(bad)} sequence(s) kept the previous box "
+              f"(eval.on_bad_frame={policy}): {listed}{', ...' if len(bad) > 10 else ''}; listed in summary.json")
 
 
 # ----------------------------------------------------------------------------------------------
 # score
 # ----------------------------------------------------------------------------------------------
 
-def run_score(config, dataset: str, results, workdir, tracker_name: str | None = None) -> dict:
-    """Score a folder of ``<seq>.txt`` result files on a benchmark -> metrics dict (also written to
-    ``workdir/metrics.json`` with tables and plots). Sequences without a result file are skipped
-    with a warning (listed under 'missing_sequences')."""
-    key, root = resolve_benchmark(config, dataset)
-    results = pathlib.Path(results)
-    if not results.is_dir():
-        raise ValueError(f"results folder does not exist: {results}")
+def run_score(run: RunConfig, dataset: str, results, workdir, tracker_name: str | None = None,
+              attributes_dir=None) -> dict:
+    """Scores the result folders of any trackers on a benchmark and writes one report to ``workdir``.
+
+    results: ``DIR``, ``NAME=DIR,NAME=DIR,...`` or {name: dir} (:mod:`grm_jax.evaluate.compare`;
+    all trackers are scored on the sequences they all have results for). attributes_dir: a folder
+    of LaSOT attribute files (``<seq>.txt``), besides those found in the LaSOT root
+    (:mod:`grm_jax.evaluate.attributes`). Returns the metrics of the one tracker, or
+    {"benchmark", "trackers": {name: metrics}, "attributes"} (what ``workdir/metrics.json`` holds).
+    """
+    key, root = resolve_benchmark(run, dataset)
     if key in _SERVER_SCORED:
-        raise ValueError(f"dataset {key!r}: ground truth is not public; submit the results to its server")
-    seqs = bm.load_benchmark(key, root)
-    metrics = report.score_results(seqs, results, workdir, tracker_name or results.name, skip_missing=True)
-    if metrics.get("missing_sequences"):
-        print(f"warning: {len(metrics['missing_sequences'])} of {len(seqs)} sequences have no result file "
-              f"in {results}; scored the rest")
-    print(_summary_line(tracker_name or results.name, key, metrics))
-    return metrics
+        raise DataError(f"dataset {key!r}: ground truth is not public; submit the results to its server")
+    folders = compare.parse_results_spec(results, tracker_name)
+    workdir = ensure_writable_dir(workdir)
+    seqs = ds.load_benchmark(key, root)
+    out = compare.compare_trackers(seqs, folders, workdir,
+                                   attribute_flags=_attribute_flags(key, root, [s.name for s in seqs], attributes_dir))
+    _print_report(key, out)
+    if len(out["trackers"]) == 1:
+        return out["trackers"][0]
+    return {"benchmark": key, "trackers": {m["tracker"]: m for m in out["trackers"]}, "attributes": out["attributes"]}

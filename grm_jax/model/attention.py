@@ -6,11 +6,17 @@ Template tokens are always [1, 0, 0]. Token i may attend to token j when
 
     M_ij = T_i (T_j + A_j) + S_i (S_j + A_j) + A_i (T_j + S_j + A_j),   M_ii = 1.
 
-Two implementations, numerically equal up to the official softmax epsilon (~1e-6):
+Three implementations, numerically equal up to the official softmax epsilon (~1e-6):
 - `masked_attention`: one dense N x N masked softmax, the official formula. The mask is
-  a float product of the policy, so gradients reach the division predictor (training).
+  a float product of the policy, so gradients reach the division predictor (training,
+  and the reference for the other two).
 - `separate_attention`: one attention per query category with a per-key mask (exact
   -inf masking, `jax.nn.dot_product_attention`), no N x N mask (inference only).
+- `fused_attention`: one `jax.nn.dot_product_attention` call over all queries with a
+  boolean (B, 1, N, N) mask gathered once per block from the token categories; no float
+  mask, no per-head mask (inference only: the division must be one-hot).
+
+`inference_attention(backend)` names the implementation trackers use on each backend.
 """
 from __future__ import annotations
 
@@ -24,6 +30,18 @@ RELATION_RULE = np.array([[1.0, 0.0, 1.0],
                           [0.0, 1.0, 1.0],
                           [1.0, 1.0, 1.0]], np.float32)
 SOFTMAX_EPS = 1e-6
+
+# Implementation used for tracking/evaluation per jax backend (the checkpoint's ModelConfig.attention
+# is left as saved; trackers replace it). CPU: measured fastest end to end in benchmarks/RESULTS.md;
+# gpu/tpu: 'fused' (one dot_product_attention, no float mask) is the accelerator choice until measured.
+INFERENCE_ATTENTION = {"cpu": "fused", "gpu": "fused", "tpu": "fused"}
+
+
+def inference_attention(backend: str | None = None) -> str:
+    """The attention implementation for tracking on ``backend`` (default: jax's default backend)."""
+    if backend is None:
+        backend = jax.default_backend()
+    return INFERENCE_ATTENTION.get(str(backend).lower(), "fused")
 
 
 def policy_mask(policy: jax.Array) -> jax.Array:
@@ -97,3 +115,34 @@ def separate_attention(q: jax.Array, k: jax.Array, v: jax.Array, policy: jax.Arr
     px = policy[:, num_template:]
     out_x = sum(px[..., c, None, None].astype(q.dtype) * attend(qx, c) for c in search_categories)
     return to_bthd(jnp.concatenate([out_z, out_x], axis=1))
+
+
+def token_categories(policy: jax.Array) -> jax.Array:
+    """(B, N, 3) one-hot policy -> (B, N) int32 category (0 = E_T, 1 = E_S, 2 = E_A)."""
+    return jnp.argmax(policy, axis=-1).astype(jnp.int32)
+
+
+def category_mask(categories: jax.Array) -> jax.Array:
+    """(B, N) int categories -> (B, 1, N, N) bool, True where query i may attend to key j.
+
+    A gather from the 3 x 3 relation rule; its diagonal is all ones, so M_ii = 1 holds without an
+    explicit identity. The head axis has size 1 (broadcast), so the mask exists once per block.
+    """
+    rule = jnp.asarray(RELATION_RULE > 0)
+    return rule[categories[:, :, None], categories[:, None, :]][:, None]
+
+
+def fused_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    """`jax.nn.dot_product_attention` on (B, N, H, hd) q/k/v (token-major, no head transpose).
+
+    mask: (B, 1, N, N) bool from `category_mask`, or None for plain full attention. Masked keys
+    get exactly zero weight (the official formula leaves them ~1e-6 / N). Returns (B, N, H, hd).
+    """
+    return jax.nn.dot_product_attention(q, k, v, mask=mask)
+
+
+def split_heads_tokens(qkv: jax.Array, num_heads: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(B, N, 3D) projections -> 3 x (B, N, H, hd) (the layout `fused_attention` takes)."""
+    b, n, three_d = qkv.shape
+    qkv = qkv.reshape(b, n, 3, num_heads, three_d // (3 * num_heads))
+    return qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]

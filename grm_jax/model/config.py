@@ -25,7 +25,7 @@ RELATION_CATEGORIES = {
     "grm": (1, 2),
 }
 TEMPLATE_AGGREGATIONS = ("max", "mean")
-ATTENTION_IMPLS = ("masked", "separate")
+ATTENTION_IMPLS = ("masked", "separate", "fused")
 DEFAULT_HEADS = {192: 3, 384: 6, 768: 12, 1024: 16}
 
 
@@ -44,8 +44,10 @@ class ModelConfig:
       template_agg: how the target representation is pooled from template tokens.
       predictor_hidden: hidden sizes of the division predictor MLP (fixed 384, 192).
       drop_path_rate: stochastic depth at the last block (linear from 0), training only.
-      attention: 'masked' (one dense masked softmax, the official formula) or 'separate'
-        (one attention per query category with key masks, the paper's 33 fps variant).
+      attention: 'masked' (one dense masked softmax, the official formula; training always uses
+        it), 'separate' (one attention per query category with key masks, the paper's 33 fps
+        variant) or 'fused' (one ``jax.nn.dot_product_attention`` with a boolean category mask).
+        The last two are inference-only; trackers pick ``attention.inference_attention(backend)``.
       layernorm_eps, batchnorm_eps: normalisation epsilons (1e-6 / 1e-5 officially).
     """
 
@@ -75,6 +77,11 @@ class ModelConfig:
 
     def validate(self) -> None:
         """Raises ValueError naming the first inconsistent field."""
+        for name in ("embed_dim", "depth", "num_heads", "patch_size", "template_size", "search_size",
+                     "head_channels"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r} must be a positive integer")
         if self.embed_dim % self.num_heads:
             raise ValueError(f"num_heads={self.num_heads} does not divide embed_dim={self.embed_dim}")
         for name in ("template_size", "search_size"):

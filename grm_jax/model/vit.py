@@ -37,11 +37,14 @@ class Attention(nn.Module):
         cfg = self.config
         b, n, d = x.shape
         nz = cfg.num_template_tokens
-        q, k, v = attn_lib.split_heads(_dense(3 * d, "qkv", self.dtype)(x), cfg.num_heads)
+        fused = cfg.attention == "fused" and not train  # token-major (B,N,H,hd) layout, no transposes
+        split = attn_lib.split_heads_tokens if fused else attn_lib.split_heads
+        q, k, v = split(_dense(3 * d, "qkv", self.dtype)(x), cfg.num_heads)
 
         division = None
         if not self.divide or cfg.search_categories == (2,):
-            out = attn_lib.full_attention(q, k, v)  # first block, or one-stream form
+            # first block, or one-stream form
+            out = attn_lib.fused_attention(q, k, v) if fused else attn_lib.full_attention(q, k, v)
             if self.divide:
                 division = {"ea": jnp.ones((b, n - nz), jnp.float32)}
         else:
@@ -60,12 +63,15 @@ class Attention(nn.Module):
             policy_x = soft @ select  # (B, Nx, 3), straight-through in training
             policy_z = jnp.broadcast_to(jnp.array([1.0, 0.0, 0.0]), (b, nz, 3))
             policy = jnp.concatenate([policy_z, policy_x], axis=1)
-            if cfg.attention == "separate" and not train:
+            if fused:
+                out = attn_lib.fused_attention(q, k, v, attn_lib.category_mask(attn_lib.token_categories(policy)))
+            elif cfg.attention == "separate" and not train:
                 out = attn_lib.separate_attention(q, k, v, policy, nz, cats)
             else:
                 out = attn_lib.masked_attention(q, k, v, policy)
             division = {**(division or {}), "ea": (hard @ select)[..., 2], "hard": hard}
-        out = _dense(d, "proj", self.dtype)(attn_lib.merge_heads(out))
+        out = out.reshape(b, n, d) if fused else attn_lib.merge_heads(out)
+        out = _dense(d, "proj", self.dtype)(out)
         return out, division
 
 

@@ -32,6 +32,8 @@ import numpy as np
 
 from grm_jax.boxes import clip_box_with_margin, map_box_back
 from grm_jax.crop import sample_target
+from grm_jax.errors import ConfigError, DataError
+from grm_jax.model.attention import inference_attention
 from grm_jax.model.config import ModelConfig
 from grm_jax.model.grm import GRM
 from grm_jax.model.head import decode_boxes
@@ -43,6 +45,8 @@ __all__ = [
     "TrackParams",
     "Tracker",
     "check_frame",
+    "compute_dtype",
+    "inference_config",
     "postprocess",
     "prepare_search",
     "prepare_template",
@@ -120,33 +124,60 @@ class TrackParams:
 # Input checks
 # ----------------------------------------------------------------------------------------------
 
-def validate_box(box_xywh, what: str = "init box") -> np.ndarray:
-    """(x, y, w, h) -> (4,) float64; ValueError naming the value if non-finite or w/h <= 0."""
+# Largest |coordinate| or side of a box in pixels: beyond any camera image, and it bounds the
+# crop (ceil(sqrt(w*h) * factor) squared pixels) that a box would make the tracker allocate.
+MAX_BOX_PIXELS = 1 << 16
+# An init box may be at most this many times as wide / high as the image.
+MAX_BOX_TO_IMAGE = 2.0
+
+
+def validate_box(box_xywh, what: str = "init box", image_hw=None) -> np.ndarray:
+    """(x, y, w, h) pixels -> (4,) float64, checked before anything is cropped or allocated.
+
+    DataError naming the value when: not 4 numbers; non-finite; w or h <= 0; any |value| larger
+    than MAX_BOX_PIXELS. With ``image_hw`` = (H, W) of the frame the box is in, also when the box
+    lies entirely outside the image or is more than MAX_BOX_TO_IMAGE times as wide or high.
+    """
     try:
         arr = np.asarray(box_xywh, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError):
-        raise ValueError(f"{what}: expected 4 numbers x,y,w,h, got {box_xywh!r}") from None
+        raise DataError(f"{what}: expected 4 numbers x,y,w,h, got {box_xywh!r}") from None
     if arr.shape != (4,):
-        raise ValueError(f"{what}: expected 4 numbers x,y,w,h, got {arr.size} ({box_xywh!r})")
+        raise DataError(f"{what}: expected 4 numbers x,y,w,h, got {arr.size} ({box_xywh!r})")
     names = ("x", "y", "w", "h")
     for name, v in zip(names, arr):
         if not math.isfinite(v):
-            raise ValueError(f"{what} {arr.tolist()}: {name} = {v} is not a finite number")
+            raise DataError(f"{what} {arr.tolist()}: {name} = {v} is not a finite number")
     for name, v in zip(names[2:], arr[2:]):
         if v <= 0:
-            raise ValueError(f"{what} {arr.tolist()}: {name} = {v} must be > 0 (empty or negative box size)")
+            raise DataError(f"{what} {arr.tolist()}: {name} = {v} must be > 0 (empty or negative box size)")
+    for name, v in zip(names, arr):
+        if abs(v) > MAX_BOX_PIXELS:
+            raise DataError(f"{what} {arr.tolist()}: {name} = {v:g} is beyond {MAX_BOX_PIXELS} pixels")
+    if image_hw is not None:
+        _check_box_in_image(arr, int(image_hw[0]), int(image_hw[1]), what)
     return arr
 
 
+def _check_box_in_image(box: np.ndarray, H: int, W: int, what: str) -> None:
+    x, y, w, h = box.tolist()
+    if x >= W or y >= H or x + w <= 0 or y + h <= 0:
+        raise DataError(f"{what} {box.tolist()} lies entirely outside the {W}x{H} image",
+                        hint="boxes are x,y,w,h in pixels of the first frame, (0, 0) = top-left corner")
+    if w > MAX_BOX_TO_IMAGE * W or h > MAX_BOX_TO_IMAGE * H:
+        raise DataError(f"{what} {box.tolist()}: {w:g}x{h:g} is more than {MAX_BOX_TO_IMAGE:g} times the "
+                        f"{W}x{H} image")
+
+
 def check_frame(frame, what: str = "frame") -> np.ndarray:
-    """Frame must be an (H, W, 3) uint8 RGB array; returns it as a numpy array."""
+    """Frame must be an (H, W, 3) uint8 RGB array; returns it as a numpy array (DataError otherwise)."""
     im = np.asarray(frame)
     if im.ndim != 3 or im.shape[2] != 3:
-        raise ValueError(f"{what}: expected an (H, W, 3) RGB image, got shape {im.shape}")
+        raise DataError(f"{what}: expected an (H, W, 3) RGB image, got shape {im.shape}")
     if im.dtype != np.uint8:
-        raise ValueError(f"{what}: expected dtype uint8, got {im.dtype}")
+        raise DataError(f"{what}: expected dtype uint8, got {im.dtype}")
     if im.shape[0] < 1 or im.shape[1] < 1:
-        raise ValueError(f"{what}: empty image {im.shape}")
+        raise DataError(f"{what}: empty image {im.shape}")
     return im
 
 
@@ -193,13 +224,26 @@ def _normalize(images_u8: jax.Array) -> jax.Array:
     return (x - mean) / std
 
 
-@functools.lru_cache(maxsize=None)
-def step_function(model_config: ModelConfig, dtype: Any = jnp.float32):
+def inference_config(model_config: ModelConfig, attention: str | None = None) -> ModelConfig:
+    """The checkpoint's architecture with the attention implementation used for tracking:
+    ``attention`` or, when None, ``inference_attention()`` of the default backend (the fastest
+    verified one; all give the same decisions and score maps within 1e-5)."""
+    return model_config.replace(attention=attention or inference_attention())
+
+
+def step_function(model_config: ModelConfig, dtype: Any = jnp.float32, attention: str | None = None):
     """Jitted ``step(variables, template_u8 (B,T,T,3), search_u8 (B,S,S,3), resize_factor (B,) f32,
     threshold ()) -> (box_px (B,4) f32 (cx,cy,w,h) crop pixels, decisions (B,L,Nx) bool, 1 = E_A)``.
 
-    One function per architecture (cached), so every tracker of that architecture shares the
-    compiled executables (one per batch size)."""
+    dtype: compute dtype of the network (float32 or bfloat16; parameters stay float32).
+    attention: implementation (None = ``inference_attention()``, see :func:`inference_config`).
+    One function per (architecture, dtype, attention), cached, so every tracker of that architecture
+    shares the compiled executables (one per batch size and input sharding)."""
+    return _cached_step(inference_config(model_config, attention), jnp.dtype(dtype))
+
+
+@functools.lru_cache(maxsize=None)
+def _cached_step(model_config: ModelConfig, dtype):
     model = GRM(model_config) if dtype == jnp.float32 else GRM(model_config, dtype=dtype)
     window = jnp.asarray(hann2d(model_config.search_grid))[None, :, :, None]
     s = float(model_config.search_size)
@@ -219,15 +263,29 @@ def step_function(model_config: ModelConfig, dtype: Any = jnp.float32):
     return jax.jit(step)
 
 
-def _model_dtype(model) -> Any:
-    return getattr(model, "dtype", jnp.float32)
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def compute_dtype(model, dtype=None) -> jnp.dtype:
+    """The tracker's compute dtype: ``dtype`` ('float32' | 'bfloat16' or a jnp dtype), else the model's."""
+    if dtype is None:
+        return jnp.dtype(getattr(model, "dtype", jnp.float32))
+    try:
+        value = jnp.dtype(dtype)
+    except TypeError:
+        value = None
+    if value is None or value.name not in COMPUTE_DTYPES:
+        raise ConfigError(f"track.dtype={dtype!r}: expected one of {COMPUTE_DTYPES}")
+    return value
 
 
 def run_step(model_config: ModelConfig, dtype, precision, variables, template_u8, search_u8, resize_factor,
-             threshold):
-    """Calls the cached jitted step under the requested matmul precision."""
-    fn = step_function(model_config, dtype)
-    rf = np.asarray(resize_factor, np.float32).reshape(-1)
+             threshold, attention: str | None = None):
+    """Dispatches the cached jitted step under the requested matmul precision (asynchronously: the
+    results are device arrays). resize_factor: (B,) numbers, or a float32 device array already
+    placed like ``search_u8`` (the batched tracker shards it)."""
+    fn = step_function(model_config, dtype, attention)
+    rf = resize_factor if isinstance(resize_factor, jax.Array) else np.asarray(resize_factor, np.float32).reshape(-1)
     thr = np.float32(threshold)
     if precision is None:
         return fn(variables, template_u8, search_u8, rf, thr)
@@ -248,16 +306,21 @@ class Tracker:
       variables: {'params', 'batch_stats'}.
       track_config: ``config.track`` (ConfigDict / dict / None for defaults) or a TrackParams.
       threshold: token-division threshold (0 = argmax; benchmark defaults in
-        ``grm_jax.evaluate.benchmarks.default_threshold``).
+        ``grm_jax.datasets.official_threshold``).
+      dtype: compute dtype, 'float32' or 'bfloat16' (None = the model's; run config ``track.dtype``).
+      attention: attention implementation (None = ``inference_attention()`` for the backend; the
+        checkpoint's ``ModelConfig.attention`` is not used for tracking).
 
     After each ``track`` call: ``state`` (x1,y1,w,h float64), ``last_search_crop`` (S,S,3) uint8,
     ``last_resize_factor``, ``last_search_box`` (the box the crop was centred on) and
     ``last_decisions`` ((L, Nx) bool, 1 = E_A, one row per dividing block ``divide_layers``).
     """
 
-    def __init__(self, model: GRM, variables, track_config=None, threshold: float = 0.0):
+    def __init__(self, model: GRM, variables, track_config=None, threshold: float = 0.0, dtype=None,
+                 attention: str | None = None):
         self.model_config: ModelConfig = model.config
-        self.dtype = _model_dtype(model)
+        self.dtype = compute_dtype(model, dtype)
+        self.attention = inference_config(self.model_config, attention).attention
         if isinstance(track_config, TrackParams):
             self.params = TrackParams.from_config(dataclasses.asdict(track_config), self.model_config)
         else:
@@ -285,8 +348,8 @@ class Tracker:
 
     def initialize(self, frame, box_xywh) -> None:
         """Crops the template (factor 2, size 128) around ``box_xywh`` = (x, y, w, h) in ``frame``."""
-        box = validate_box(box_xywh, "init box")
         frame = check_frame(frame, "first frame")
+        box = validate_box(box_xywh, "init box", image_hw=frame.shape[:2])
         crop, rf = prepare_template(frame, box, self.params)
         self.template_crop, self.template_resize_factor = crop, rf
         self._template_dev = jax.device_put(crop[None])
@@ -305,7 +368,7 @@ class Tracker:
         prev = self.state if state is None else validate_box(state, "state")
         crop, rf = prepare_search(frame, prev, self.params)
         box_px, decisions = run_step(self.model_config, self.dtype, self.params.matmul_precision, self.variables,
-                                     self._template_dev, crop[None], [rf], self.threshold)
+                                     self._template_dev, crop[None], [rf], self.threshold, self.attention)
         box_px = np.asarray(box_px)[0]
         new_state = postprocess(box_px, prev, rf, frame.shape[:2], self.params)
         self.last_search_crop, self.last_resize_factor, self.last_search_box = crop, rf, prev

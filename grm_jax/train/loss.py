@@ -1,7 +1,9 @@
-"""Training losses (spec 6): weighted focal (heatmap) + GIoU + L1 on boxes, as OSTrack's/GRM's
+"""Training losses: weighted focal (heatmap) + GIoU + L1 on boxes, as OSTrack's/GRM's
 ``GRMActor.compute_losses``. Pure ``jax.numpy``; jit- and grad-friendly.
 
 Layouts: maps NHWC, score map (B, h, w, 1) or (B, h, w); boxes normalized to the search crop.
+The predicted boxes are the network's own (``grm_jax.model.head.decode_boxes`` at the raw
+score peak, in ``model.apply(...)["boxes"]``).
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import jax.numpy as jnp
 
 from grm_jax.boxes import cxcywh_to_xyxy, generalized_iou, xywh_to_xyxy
 
-__all__ = ["focal_loss", "giou_l1_losses", "boxes_from_maps", "compute_losses", "LOSS_WEIGHTS"]
+__all__ = ["focal_loss", "giou_l1_losses", "compute_losses", "LOSS_WEIGHTS"]
 
 LOSS_WEIGHTS = {"focal": 1.0, "giou": 2.0, "l1": 5.0}
 
@@ -56,24 +58,6 @@ def giou_l1_losses(pred_xyxy: jax.Array, gt_xyxy: jax.Array):
     mean_iou = jnp.where(bad, 0.0, jnp.mean(jax.lax.stop_gradient(iou)))
     l1 = jnp.mean(jnp.abs(pred_xyxy - gt_xyxy))
     return giou_loss, l1, mean_iou
-
-
-def boxes_from_maps(score_map: jax.Array, size_map: jax.Array, offset_map: jax.Array) -> jax.Array:
-    """Center-head decoding (spec 3) from the RAW score map: (B, h, w, 1|-), (B, h, w, 2), (B, h, w, 2)
-    -> (B, 4) normalized (cx, cy, w, h). argmax over the flat h*w grid (first on ties);
-    cx = (ix + off_x) / w, cy = (iy + off_y) / h, size from the size map at the peak."""
-    score = jnp.asarray(score_map)
-    if score.ndim == 4:
-        score = score[..., 0]
-    b, h, w = score.shape
-    idx = jnp.argmax(score.reshape(b, h * w), axis=-1)
-    iy, ix = idx // w, idx % w
-    bi = jnp.arange(b)
-    size = jnp.asarray(size_map)[bi, iy, ix]      # (B, 2)
-    offset = jnp.asarray(offset_map)[bi, iy, ix]  # (B, 2)
-    cx = (ix.astype(jnp.float32) + offset[:, 0]) / w
-    cy = (iy.astype(jnp.float32) + offset[:, 1]) / h
-    return jnp.stack([cx, cy, size[:, 0], size[:, 1]], axis=-1)
 
 
 def compute_losses(pred_boxes_cxcywh: jax.Array, score_map: jax.Array, gt_boxes_x1y1wh: jax.Array,

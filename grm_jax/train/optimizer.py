@@ -1,4 +1,4 @@
-"""GRM optimizer (spec 6): global grad-norm clip, then AdamW with three parameter groups.
+"""GRM optimizer: global grad-norm clip, then AdamW with three parameter groups.
 
 Groups (by parameter path, as the official ``get_optimizer_scheduler``):
   head      every parameter outside ``backbone`` (centre head, ...)  lr = train.lr (4e-4)
@@ -20,8 +20,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-__all__ = ["GROUPS", "OptimizerSpec", "param_group", "param_labels", "step_lr", "make_optimizer",
-           "clip_by_global_norm_torch", "global_norm", "optimizer_spec_from"]
+from grm_jax.run_config import TrainConfig
+
+__all__ = ["GROUPS", "OptimizerSpec", "param_group", "param_labels", "make_optimizer",
+           "clip_by_global_norm_torch", "optimizer_spec_from", "group_sizes"]
 
 GROUPS = ("head", "backbone", "divide")
 DIVIDE_KEY = "divide_predict"
@@ -67,29 +69,11 @@ class OptimizerSpec:
         return {"head": self.lr, "backbone": self.lr * self.backbone_lr_mult, "divide": self.divide_lr}
 
 
-def optimizer_spec_from(train_config, steps_per_epoch: int) -> OptimizerSpec:
-    """OptimizerSpec from ``config.train`` (ml_collections or mapping)."""
-    t = train_config
-    return OptimizerSpec(lr=float(t["lr"]), backbone_lr_mult=float(t["backbone_lr_mult"]),
-                         divide_lr=float(t["divide_lr"]), weight_decay=float(t["weight_decay"]),
-                         grad_clip=float(t["grad_clip"]), lr_drop_epoch=int(t["lr_drop_epoch"]),
-                         steps_per_epoch=max(int(steps_per_epoch), 1))
-
-
-def step_lr(base_lr: float, drop_every_steps: int, gamma: float = 0.1) -> Callable[[jax.Array], jax.Array]:
-    """lr(step) = base_lr * gamma ** floor(step / drop_every_steps) (torch StepLR in steps)."""
-    drop = max(int(drop_every_steps), 1)
-
-    def schedule(step):
-        k = jnp.floor_divide(jnp.asarray(step, jnp.int32), drop)
-        return jnp.asarray(base_lr, jnp.float32) * jnp.power(jnp.float32(gamma), k.astype(jnp.float32))
-
-    return schedule
-
-
-def global_norm(tree) -> jax.Array:
-    leaves = jax.tree_util.tree_leaves(tree)
-    return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in leaves))
+def optimizer_spec_from(train: TrainConfig, steps_per_epoch: int) -> OptimizerSpec:
+    """OptimizerSpec of the ``train`` section of a run config."""
+    return OptimizerSpec(lr=train.lr, backbone_lr_mult=train.backbone_lr_mult, divide_lr=train.divide_lr,
+                         weight_decay=train.weight_decay, grad_clip=train.grad_clip,
+                         lr_drop_epoch=train.lr_drop_epoch, steps_per_epoch=max(int(steps_per_epoch), 1))
 
 
 def clip_by_global_norm_torch(max_norm: float) -> optax.GradientTransformation:
@@ -101,7 +85,7 @@ def clip_by_global_norm_torch(max_norm: float) -> optax.GradientTransformation:
 
     def update_fn(updates, state, params=None):
         del params
-        norm = global_norm(updates)
+        norm = optax.tree.norm(updates)
         coef = jnp.minimum(max_norm / (norm + 1e-6), 1.0)
         return jax.tree_util.tree_map(lambda g: (g * coef).astype(g.dtype), updates), state
 
@@ -111,8 +95,10 @@ def clip_by_global_norm_torch(max_norm: float) -> optax.GradientTransformation:
 def make_optimizer(spec: OptimizerSpec) -> tuple[optax.GradientTransformation, Callable[[jax.Array], dict]]:
     """Returns (tx, lr_fn). ``lr_fn(step)`` -> {'head': lr, 'backbone': lr, 'divide': lr} used at
     optimizer step ``step`` (0-based; the step that produces state.step + 1)."""
-    drop_steps = spec.lr_drop_epoch * spec.steps_per_epoch
-    schedules = {g: step_lr(lr, drop_steps) for g, lr in spec.base_lrs().items()}
+    # lr * 0.1 ** floor(step / drop_steps): torch StepLR counted in optimizer steps
+    drop_steps = max(spec.lr_drop_epoch * spec.steps_per_epoch, 1)
+    schedules = {g: optax.exponential_decay(lr, drop_steps, 0.1, staircase=True)
+                 for g, lr in spec.base_lrs().items()}
     groups = {g: optax.adamw(schedules[g], b1=spec.b1, b2=spec.b2, eps=spec.eps,
                              weight_decay=spec.weight_decay) for g in GROUPS}
     tx = optax.chain(clip_by_global_norm_torch(spec.grad_clip), optax.multi_transform(groups, param_labels))

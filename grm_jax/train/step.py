@@ -1,5 +1,5 @@
 """One GRM training step (forward in training mode, loss, gradients, AdamW update), jitted over a
-device mesh; plus batch placement helpers and a synthetic batch source.
+device mesh; plus the batch placement helper.
 
 Batch (global, dict of arrays with the batch first):
   template   (B, T, T, 3) float32 normalized RGB
@@ -24,13 +24,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from grm_jax.model.config import ModelConfig
 from grm_jax.model.grm import GRM
 from grm_jax.train import loss as loss_lib
-from grm_jax.train.optimizer import global_norm
 from grm_jax.train.state import TrainState, batch_sharding, replicated
 
-__all__ = ["STEP_KEYS", "make_train_step", "metric_names", "put_batch", "synthetic_batch", "step_rngs"]
+__all__ = ["STEP_KEYS", "make_train_step", "put_batch", "step_rngs"]
 
 STEP_KEYS = ("template", "search", "search_box", "heatmap")
 
@@ -39,11 +37,6 @@ def step_rngs(base_rng: jax.Array, step) -> dict:
     """{'gumbel', 'dropout'} keys of optimizer step ``step``."""
     gumbel, dropout = jax.random.split(jax.random.fold_in(base_rng, step))
     return {"gumbel": gumbel, "dropout": dropout}
-
-
-def metric_names(config: ModelConfig) -> list[str]:
-    names = ["loss", "focal", "giou", "l1", "iou", "grad_norm", "lr/head", "lr/backbone", "lr/divide"]
-    return names + [f"ea_fraction/block_{i}" for i in config.divide_layers]
 
 
 def _loss_and_aux(model: GRM, params, batch_stats, batch, rngs):
@@ -73,7 +66,7 @@ def make_train_step(model: GRM, tx: optax.GradientTransformation, lr_fn: Callabl
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {"loss": total, "focal": terms["focal"], "giou": terms["giou"], "l1": terms["l1"],
-                   "iou": terms["iou"], "grad_norm": global_norm(grads)}
+                   "iou": terms["iou"], "grad_norm": optax.tree.norm(grads)}
         metrics.update({f"lr/{g}": v for g, v in lr_fn(state.step).items()})
         metrics.update({f"ea_fraction/block_{i}": v for i, v in zip(divide_layers, ea)})
         new_state = state.replace(params=params, batch_stats=batch_stats, opt_state=opt_state,
@@ -106,31 +99,3 @@ def put_batch(batch: Mapping[str, np.ndarray], mesh, global_batch_size: int | No
             gshape = (global_batch_size or x.shape[0] * jax.process_count(),) + x.shape[1:]
             out[k] = jax.make_array_from_process_local_data(sharding, x, gshape)
     return out
-
-
-def synthetic_batch(config: ModelConfig, batch_size: int, seed: int | np.random.Generator = 0,
-                    start: int = 0) -> dict[str, np.ndarray]:
-    """A learnable synthetic batch: a textured square on a noise background; the template shows it
-    centred (factor 2), the search shows it at a random place and size. Row ``k`` depends only on
-    (seed, start + k), so shards of a global batch can be drawn independently.
-    Returns the ``STEP_KEYS`` arrays (normalized images, x1y1wh search box, heatmap)."""
-    from data_pipelines.processing import generate_heatmap  # noqa: PLC0415  (numpy only)
-
-    t, s = config.template_size, config.search_size
-    rows = []
-    for k in range(batch_size):
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng([int(seed), start + k])
-        color = rng.uniform(-1.5, 1.5, size=3).astype(np.float32)
-        tpl = rng.normal(0, 0.5, (t, t, 3)).astype(np.float32)
-        a = t // 4
-        tpl[a:t - a, a:t - a] = color
-        srch = rng.normal(0, 0.5, (s, s, 3)).astype(np.float32)
-        size = rng.uniform(0.2, 0.4, size=2)
-        x1y1 = rng.uniform(0.02, 1.0 - size - 0.02)
-        px = np.round(np.concatenate([x1y1, x1y1 + size]) * s).astype(int)
-        srch[px[1]:px[3], px[0]:px[2]] = color
-        box = np.array([px[0], px[1], px[2] - px[0], px[3] - px[1]], np.float32) / s
-        rows.append((tpl, srch, box))
-    boxes = np.stack([r[2] for r in rows])
-    return {"template": np.stack([r[0] for r in rows]), "search": np.stack([r[1] for r in rows]),
-            "search_box": boxes, "heatmap": generate_heatmap(boxes, s, config.patch_size)}

@@ -1,0 +1,56 @@
+"""The exceptions grm-jax raises for bad user input.
+
+Every user-facing failure is one of these, and its message names the file, key or value
+at fault. ``launch.py`` and the ``convert_weights`` CLI print such an error as a single line
+(plus a hint when one is attached) instead of a traceback; ``--verbose`` shows the traceback.
+
+    GrmError
+    ├── ConfigError       a run-config key or value (unknown key, wrong type, bad range)
+    ├── DataError         a dataset, sequence, frame, annotation or results file
+    ├── CheckpointError   a weights file, model directory or training checkpoint
+    ├── WorkdirError      an output directory (not writable, locked, other run's results)
+    └── TrainingError     training cannot go on (the loss became NaN or infinite)
+
+Each class also derives from the built-in exception that older callers caught
+(ValueError / FileNotFoundError), so ``except ValueError`` keeps working.
+"""
+from __future__ import annotations
+
+
+class GrmError(Exception):
+    """Base class. ``hint`` is an optional second line telling the user how to proceed."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
+
+    def user_message(self) -> str:
+        """The one or two lines printed instead of a traceback."""
+        text = str(self)
+        return f"{text}\n  hint: {self.hint}" if self.hint else text
+
+
+class ConfigError(GrmError, ValueError):
+    """A run-config key or value is unknown, of the wrong type or out of range."""
+
+
+class DataError(GrmError, ValueError):
+    """A dataset root, sequence, frame, annotation or result file is missing or malformed."""
+
+
+class MissingFileError(DataError, FileNotFoundError):
+    """A file or folder that must exist does not (a DataError that is also FileNotFoundError)."""
+
+
+class CheckpointError(GrmError, ValueError):
+    """A weights file, model directory or training checkpoint cannot be used as asked."""
+
+
+class WorkdirError(GrmError, ValueError):
+    """An output directory cannot be used: not writable, locked by another run, or holding
+    results of a different run."""
+
+
+class TrainingError(GrmError, RuntimeError):
+    """Training stopped because it cannot go on (e.g. the loss became NaN or infinite); the
+    message names the step and the last good checkpoint."""

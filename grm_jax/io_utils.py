@@ -1,0 +1,137 @@
+"""The one place that writes output files: atomic replacement and the output-folder check.
+
+Every result, plot, JSON file, video and config grm-jax writes goes through :class:`AtomicFiles`
+(or its one-file shortcut :func:`atomic_write_bytes`):
+
+* each file is written under a temporary name in its target folder, then moved onto the target
+  with ``os.replace``, so a reader never sees a half-written file and a crash leaves the old file;
+* files written together (``boxes.txt`` + ``tracked.mp4``) are moved into place only once all of
+  them are complete: a failed run replaces none of them;
+* the temporary file is created with mode ``0o666`` filtered by the process umask (like ``open``),
+  not ``tempfile.mkstemp``'s private ``0o600``, so results are readable as the umask allows.
+
+:func:`ensure_writable_dir` is called by the modes before any work, so an unusable output folder
+fails in the first second instead of after a whole sequence or benchmark was tracked.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from grm_jax.errors import WorkdirError
+
+__all__ = ["AtomicFiles", "atomic_write_bytes", "atomic_write_text", "ensure_writable_dir"]
+
+
+def _create_temp(target: Path, keep_extension: bool) -> Path:
+    """Creates an empty hidden file beside ``target`` (mode 0o666 & ~umask) and returns its path:
+    ``.<name>.<random>.tmp`` or, with ``keep_extension``, ``.<stem>.<random>.tmp<suffix>`` (for
+    writers that choose the file format from the name, e.g. video writers)."""
+    for _ in range(100):
+        token = secrets.token_hex(4)
+        name = (f".{target.stem}.{token}.tmp{target.suffix}" if keep_extension
+                else f".{target.name}.{token}.tmp")
+        tmp = target.with_name(name)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"cannot create a temporary file beside {target}")  # pragma: no cover
+
+
+class AtomicFiles:
+    """Files written under temporary names and moved onto their targets together.
+
+        with AtomicFiles() as out:
+            tmp_video = out.path(workdir / "tracked.mp4", keep_extension=True)  # a writer opens it
+            ...
+            out.write_bytes(workdir / "boxes.txt", text.encode())
+        # normal exit: every target replaced (os.replace); exception: none, temporaries removed
+
+    Targets' folders are created when missing. ``commit()`` may also be called explicitly.
+    """
+
+    def __init__(self):
+        self._pending: list[tuple[Path, Path]] = []  # (temporary, target)
+
+    def path(self, target, keep_extension: bool = False) -> Path:
+        """A new temporary file (empty, created now) that becomes ``target`` at commit."""
+        target = Path(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _create_temp(target, keep_extension)
+        self._pending.append((tmp, target))
+        return tmp
+
+    def write_bytes(self, target, data: bytes) -> Path:
+        """Writes ``data`` (flushed to disk) to a temporary file that becomes ``target`` at commit."""
+        tmp = self.path(target)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return tmp
+
+    def write_text(self, target, text: str) -> Path:
+        return self.write_bytes(target, text.encode("utf-8"))
+
+    def commit(self) -> list[Path]:
+        """Moves every temporary file onto its target (in the order they were added); returns the targets."""
+        done = []
+        for tmp, target in self._pending:
+            os.replace(tmp, target)
+            done.append(target)
+        self._pending.clear()
+        return done
+
+    def discard(self) -> None:
+        """Removes the temporary files not yet committed."""
+        for tmp, _ in self._pending:
+            try:
+                tmp.unlink()
+            except FileNotFoundError:
+                pass
+        self._pending.clear()
+
+    def __enter__(self) -> "AtomicFiles":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            try:
+                self.commit()
+            finally:
+                self.discard()
+        else:
+            self.discard()
+
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    """Writes ``data`` to ``path`` atomically (see the module doc); creates the folder. Returns the path."""
+    with AtomicFiles() as out:
+        out.write_bytes(path, data)
+    return Path(path)
+
+
+def atomic_write_text(path, text: str) -> Path:
+    """UTF-8 text version of :func:`atomic_write_bytes`."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def ensure_writable_dir(path, what: str = "--workdir") -> Path:
+    """Creates the folder ``path`` if needed and checks that a file can be created in it (by
+    creating and removing one: permission bits, ACLs, read-only mounts and quotas all count).
+    Returns the path; WorkdirError naming the folder (and ``what`` it is) otherwise."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise WorkdirError(f"{what} {path}: exists and is not a folder", hint="choose another output folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = _create_temp(path / "write_probe", keep_extension=False)
+        probe.unlink()
+    except OSError as err:
+        raise WorkdirError(f"{what} {path}: cannot write there ({err.strerror or err})",
+                           hint="choose a folder you can write to, or fix its permissions") from None
+    return path
