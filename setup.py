@@ -19,11 +19,12 @@ INSTALL_REQUIRES = [
     # An ffmpeg binary with libx264 (no system install): track mode writes H.264 videos that
     # browsers and notebooks play (the PyPI OpenCV wheels have no H.264 encoder).
     "imageio-ffmpeg>=0.5",
+    "flatbuffers>=24",    # jax.export serialization (python -m grm_jax.export)
 ]
 
 setup(
     name="grm-jax",
-    version="0.1.0",
+    version="0.2.0",
     description="GRM (Generalized Relation Modeling) transformer tracker in JAX/Flax",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
@@ -34,15 +35,23 @@ setup(
     package_dir={"grm_jax.configs": "configs"},
     package_data={"grm_jax": ["datasets/tables/*.json", "datasets/splits/*.txt"]},
     install_requires=INSTALL_REQUIRES,
-    entry_points={"console_scripts": ["grm-jax=grm_jax.cli:main"]},
+    entry_points={"console_scripts": ["grm-jax=grm_jax.cli:main", "grm-jax-vot=grm_jax.vot:main"]},
     extras_require={
         "cuda": ["jax[cuda12]"],
         "tpu": ["jax[tpu]"],
-        # torch only reads legacy (non-zip) .pth files; the zip format is read without it.
+        # The converters never import torch (zip and legacy .pth files are read without it);
+        # with torch installed the tests also build their checkpoint files with torch.save.
         "convert": ["torch==2.13.0"],
         # Packing datasets into ArrayRecord shards (python -m data_pipelines.pack) is the only user
         # of tensorflow-datasets (and its pyarrow); reading packs needs only grain.
         "pack": ["tensorflow-datasets>=4.9"],
-        "test": ["tensorflow-datasets>=4.9", "wheel", "pytest>=7", "pytest-xdist>=3", "nbformat>=5", "nbclient>=0.9", "ipykernel>=6", "got10k>=0.1.3", "shapely>=2", "six"],
+        # VOT toolkit + the TraX server our tracker uses (python -m grm_jax.vot). vot-toolkit 0.9.0
+        # fails at import with attributee 0.1.10; it also pulls opencv-python next to our headless
+        # OpenCV, so README installs the toolkit in its own venv (tests/test_vot.py does the same).
+        "vot": ["vot-toolkit==0.9.0", "attributee>=0.1.8,<0.1.10", "vot-trax>=4.0.1"],
+        # ONNX export (python -m grm_jax.export --format onnx). jax2onnx 0.17 pins
+        # orbax-checkpoint<0.11.37: install into its own venv (README "Deploying", tests/test_onnx.py).
+        "onnx": ["jax2onnx>=0.17.1,<0.18", "onnxruntime>=1.24"],
+        "test": ["tensorflow-datasets>=4.9", "wheel", "pytest>=7", "pytest-xdist>=3", "nbformat>=5", "nbclient>=0.9", "ipykernel>=6", "got10k>=0.1.3", "shapely>=2", "six", "vot-trax>=4.0.1"],
     },
 )

@@ -41,10 +41,12 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from grm_jax.datasets import load_benchmark  # noqa: E402
+from grm_jax.distributed import batch_mesh, batch_sharding, replicated_sharding  # noqa: E402
 from grm_jax.model import GRM, init_variables, vit_base, vit_large  # noqa: E402
+from grm_jax.model.attention import inference_attention  # noqa: E402
 from grm_jax.track.batched import BatchedTracker  # noqa: E402
 from grm_jax.track.tracker import run_step  # noqa: E402
-from grm_jax.track.video import read_image  # noqa: E402
+from grm_jax.track.frames import read_image  # noqa: E402
 
 TINY_CKPT = REPO / "tests" / "fixtures" / "grm_tiny" / "GRM_ep0001.pth.tar"
 SEQUENCES = pathlib.Path(os.environ.get("GRM_REAL_SEQUENCES", REPO.parent / "shared" / "real_sequences"))
@@ -81,6 +83,11 @@ def _track_cfg(config, precision):
     return {"search_factor": 5.0 if config.search_size == 320 else 4.0, "matmul_precision": precision}
 
 
+def say(*msg) -> None:
+    """Progress on stderr (the table goes to stdout)."""
+    print(time.strftime("%H:%M:%S"), *msg, file=sys.stderr, flush=True)
+
+
 def _percentile(xs, q):
     return float(np.percentile(np.asarray(xs), q))
 
@@ -93,10 +100,12 @@ def forward_times(model, variables, variants, batch, repeats, threshold, precisi
     """{variant: (median s, p90 s, compile s)} of the jitted step, variants interleaved."""
     c = model.config
     rng = np.random.default_rng(0)
-    tmpl = jax.device_put(rng.integers(0, 255, (batch, c.template_size, c.template_size, 3), dtype=np.uint8))
-    srch = jax.device_put(rng.integers(0, 255, (batch, c.search_size, c.search_size, 3), dtype=np.uint8))
-    rf = jax.device_put(np.full((batch,), 2.0, np.float32))
-    var = jax.device_put(variables)
+    mesh = batch_mesh(jax.local_devices()[:1])  # placed like BatchedTracker's inputs: one compilation for both
+    put = lambda a: jax.device_put(a, batch_sharding(mesh))
+    tmpl = put(rng.integers(0, 255, (batch, c.template_size, c.template_size, 3), dtype=np.uint8))
+    srch = put(rng.integers(0, 255, (batch, c.search_size, c.search_size, 3), dtype=np.uint8))
+    rf = put(np.full((batch,), 2.0, np.float32))
+    var = jax.device_put(variables, replicated_sharding(mesh))
     call = {v: (lambda v=v: run_step(c, v[0], precision, var, tmpl, srch, rf, threshold, v[1])[0]
                 .block_until_ready()) for v in variants}
     first, times = {}, {v: [] for v in variants}
@@ -142,14 +151,16 @@ def copies(seqs, n: int, frames: int | None = None, decoded: dict | None = None)
 
 
 def train_pairs_per_s(model, dtype, batch: int, steps: int) -> tuple[float, float]:
-    """(pairs/s, compile s) of the real train step on a random batch over all local devices."""
+    """(pairs/s, compile s) of the real train step on a random batch over the local devices (as many as
+    divide the batch)."""
     from data_pipelines.processing import generate_heatmap  # noqa: PLC0415
     from grm_jax.train import optimizer as opt_lib, state as state_lib, step as step_lib  # noqa: PLC0415
 
     cfg = model.config.replace(attention="masked")
     model = GRM(cfg, dtype=dtype)
     tx, lr_fn = opt_lib.make_optimizer(opt_lib.OptimizerSpec(steps_per_epoch=1000))
-    mesh = state_lib.make_mesh(jax.local_devices())
+    devices = jax.local_devices()
+    mesh = state_lib.make_mesh(devices[:max(k for k in range(1, len(devices) + 1) if batch % k == 0)])
     shardings = state_lib.state_shardings(state_lib.abstract_state(model, tx), mesh, False)
     state = state_lib.create_state(model, tx, jax.random.PRNGKey(0), mesh, False)
     fn = step_lib.make_train_step(model, tx, lr_fn, mesh=mesh, state_sharding=shardings,
@@ -171,11 +182,11 @@ def train_pairs_per_s(model, dtype, batch: int, steps: int) -> tuple[float, floa
     return batch * steps / (time.perf_counter() - t0), compile_s
 
 
-def breakdown(model, variables, seqs, variant, batch, threshold, precision) -> dict:
-    """Milliseconds per frame of each stage (profile mode: stages synchronized, no prefetch)."""
+def breakdown(model, variables, items, variant, batch, threshold, precision) -> dict:
+    """Milliseconds per frame of each stage over ``items`` tracked B at a time (profile mode: stages
+    synchronized, no prefetch), and the frames/s of that run."""
     bt = BatchedTracker(model, variables, _track_cfg(model.config, precision), threshold, batch_size=batch,
                         dtype=variant[0], attention=variant[1], prefetch=0, lanes=1, profile=True)
-    items = [Seq(f"{s.name}#{i}", s.frames, s.init_box) for i in range(max(1, batch // len(seqs) + 1)) for s in seqs]
     list(bt.track([Seq(s.name, s.frames[:2], s.init_box) for s in items]))
     bt.stats = type(bt.stats)()
     write_s = 0.0
@@ -226,12 +237,22 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def default_variant(variants) -> tuple[str, str]:
+    """The variant the --changes / --breakdown runs use: the backend's default attention if listed."""
+    attention = inference_attention()
+    return next((v for v in variants if v[1] == attention), variants[0])
+
+
 def measure(args) -> dict:
     model, variables = build_model(args.model)
     precision = None if args.precision == "default" else args.precision
-    variants = [(d, a) for d in args.dtypes.split(",") for a in args.attentions.split(",")]
+    variants = [(d, a) for d in args.dtypes.split(",") for a in args.attentions.split(",")
+                if a != "fused_cudnn" or d == "bfloat16"]  # cuDNN's kernel takes bfloat16 only
     seqs = real_sequences(args.sequences, 0)
-    e2e = next((s for s in seqs if s.name == args.sequence), seqs[0]) if args.sequence else seqs[0]
+    names = [s.name for s in seqs]
+    if args.sequence and args.sequence not in names:
+        raise SystemExit(f"--sequence {args.sequence!r}: not in {args.sequences} (sequences: {', '.join(names)})")
+    e2e = seqs[names.index(args.sequence)] if args.sequence else seqs[0]
     e2e = Seq(e2e.name, e2e.frames[:args.frames] if args.frames else e2e.frames, e2e.init_box)
     decoded = {e2e.name: [read_image(f) for f in e2e.frames]}
     batches, one = _ints(args.batches), [jax.local_devices()[0]]
@@ -246,18 +267,22 @@ def measure(args) -> dict:
             runs[(v, "all")] = ({**kw, "batch_size": max(batches), "devices": None},
                                 copies(seqs, max(batches), args.batch_frames))
     if args.changes:
-        v = variants[0][0], "fused" if "fused" in args.attentions else variants[0][1]
+        v = default_variant(variants)
         base = {"dtype": v[0], "attention": v[1], "batch_size": 1, "devices": one}
         for pf in (0, 2):
             runs[("change", f"prefetch={pf}")] = ({**base, "prefetch": pf}, [e2e])
+        b = max(2, *batches)
         for lanes in (1, 2):
-            runs[("change", f"lanes={lanes}")] = ({**base, "batch_size": max(batches), "lanes": lanes},
-                                                  copies(seqs, max(batches), args.batch_frames))
+            runs[("change", f"lanes={lanes}")] = ({**base, "batch_size": b, "lanes": lanes},
+                                                  copies(seqs, b, args.batch_frames))
+    say(f"forward: {len(variants)} variants, batch {args.forward_batch}")
     fwd = forward_times(model, variables, variants, args.forward_batch, args.repeats, args.threshold, precision)
+    say(f"tracking: {len(runs)} runs x {args.repeats} repeats")
     fps = tracking_fps(model, variables, runs, args.repeats, args.threshold, precision)
     train = {}
     if args.train_batch:
         for d in dict.fromkeys(v[0] for v in variants):
+            say(f"train step {d}, batch {args.train_batch}")
             train[d] = train_pairs_per_s(model, jnp.dtype(d), args.train_batch, args.train_steps)
     dev = jax.local_devices()[0]
     rows = []
@@ -273,9 +298,10 @@ def measure(args) -> dict:
     out = {"meta": meta(args, model), "rows": rows,
            "changes": {k[1]: f for k, f in fps.items() if k[0] == "change"}}
     if args.breakdown:
-        v = variants[0][0], "fused" if "fused" in args.attentions else variants[0][1]
-        out["breakdown"] = {f"B={b}": breakdown(model, variables, seqs if b > 1 else [e2e], v, b, args.threshold,
-                                                 precision) for b in sorted({1, max(batches)})}
+        say("breakdown")
+        v = default_variant(variants)
+        out["breakdown"] = {f"B={b}": breakdown(model, variables, copies(seqs, b, args.batch_frames) if b > 1 else [e2e],
+                                                 v, b, args.threshold, precision) for b in sorted({1, max(batches)})}
     return out
 
 

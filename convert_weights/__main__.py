@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import traceback
 
 EPILOG = """\
 subcommands, one example each:
@@ -79,16 +78,12 @@ def _convert(args):
 def main(argv=None) -> int:
     """Entry point; returns the exit status (0 ok, 2 bad input)."""
     args = build_parser().parse_args(argv)
-    from grm_jax.errors import GrmError  # noqa: PLC0415
+    from grm_jax.errors import USER_ERRORS, report_user_error  # noqa: PLC0415
 
     try:
         out, config = _convert(args)
-    except (GrmError, OSError) as err:
-        if args.verbose:
-            traceback.print_exc()
-        message = err.user_message() if isinstance(err, GrmError) else f"{type(err).__name__}: {err}"
-        print(f"error: {message}", file=sys.stderr)
-        return 2
+    except USER_ERRORS as err:
+        return report_user_error(err, args.verbose)
     print(f"wrote {out} ({config.embed_dim}-d, depth {config.depth}, {config.num_heads} heads, "
           f"template {config.template_size}, search {config.search_size})")
     return 0

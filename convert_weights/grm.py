@@ -6,6 +6,7 @@ import re
 
 import jax
 import numpy as np
+from flax import traverse_util
 
 from convert_weights.mapping import IGNORED_SUFFIXES, grm_entries, to_flax, to_torch
 from convert_weights.torch_state import load_state_dict
@@ -83,18 +84,6 @@ def infer_config(state: dict[str, np.ndarray], num_heads: int | None = None,
         raise CheckpointError(f"{source}: {err}") from err
 
 
-def _set(tree: dict, path: tuple[str, ...], value) -> None:
-    for name in path[:-1]:
-        tree = tree.setdefault(name, {})
-    tree[path[-1]] = value
-
-
-def _get(tree, path):
-    for name in path:
-        tree = tree[name]
-    return tree
-
-
 def state_dict_to_variables(state: dict[str, np.ndarray], config: ModelConfig,
                             source: str = "state dict") -> dict:
     """Official GRM state dict -> {'params', 'batch_stats'} numpy trees for `config`.
@@ -111,25 +100,24 @@ def state_dict_to_variables(state: dict[str, np.ndarray], config: ModelConfig,
                               f"missing keys {missing}; unexpected keys {unexpected}")
     for key in sorted(expected):
         require_finite(state[key], key, source)
-    target = abstract_variables(GRM(config))
-    variables: dict = {}
+    target = traverse_util.flatten_dict(abstract_variables(GRM(config)))
+    flat: dict = {}
     for e in entries:
         value = to_flax(state[e.torch_key], e.layout)
-        want = _get(target[e.collection], e.path).shape
+        want = target[(e.collection, *e.path)].shape
         if value.shape != tuple(want):
             raise CheckpointError(f"{source}: {e.torch_key} has shape {state[e.torch_key].shape}, "
                                   f"which gives {value.shape} but the model needs {tuple(want)}")
-        _set(variables.setdefault(e.collection, {}), e.path, value.astype(np.float32))
+        flat[(e.collection, *e.path)] = value.astype(np.float32)
     for name in ("z", "x"):
-        _set(variables["params"], ("backbone", f"pos_embed_{name}"),
-             state[f"backbone.pos_embed_{name}"].astype(np.float32))
-    return variables
+        flat[("params", "backbone", f"pos_embed_{name}")] = state[f"backbone.pos_embed_{name}"].astype(np.float32)
+    return traverse_util.unflatten_dict(flat)
 
 
 def variables_to_state_dict(variables: dict, config: ModelConfig) -> dict[str, np.ndarray]:
     """Inverse mapping (for exporting back to the official layout and for tests)."""
-    state = {e.torch_key: to_torch(np.asarray(_get(variables[e.collection], e.path)), e.layout)
-             for e in grm_entries(config)}
+    flat = traverse_util.flatten_dict(variables)
+    state = {e.torch_key: to_torch(np.asarray(flat[(e.collection, *e.path)]), e.layout) for e in grm_entries(config)}
     for name in ("z", "x"):
         state[f"backbone.pos_embed_{name}"] = np.asarray(variables["params"]["backbone"][f"pos_embed_{name}"])
     return state

@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+from flax import traverse_util
 
-from convert_weights.grm import _get, _set, require_finite
+from convert_weights.grm import require_finite
 from convert_weights.mapping import backbone_entries, to_flax
 from convert_weights.torch_state import load_state_dict
 from grm_jax.errors import CheckpointError
@@ -47,22 +47,21 @@ def mae_to_variables(state: dict[str, np.ndarray], config: ModelConfig, seed: in
                               f"encoder; missing keys {missing}; unexpected keys {unexpected}")
     for key in sorted(expected):  # before the (slow) model initialization
         require_finite(state[key], key, source)
-    variables = jax.tree_util.tree_map(np.asarray, init_variables(GRM(config), jax.random.PRNGKey(seed)))
-    variables = jax.tree_util.tree_map(np.array, variables)  # writable copies
+    flat = traverse_util.flatten_dict(init_variables(GRM(config), jax.random.PRNGKey(seed)))
+    flat = {k: np.array(v) for k, v in flat.items()}  # writable numpy copies
     for e in entries:
         value = to_flax(state[e.torch_key], e.layout)
-        want = _get(variables[e.collection], e.path).shape
+        want = flat[(e.collection, *e.path)].shape
         if value.shape != want:
             raise CheckpointError(f"{source}: {e.torch_key} has shape {state[e.torch_key].shape}, which gives "
                                   f"{value.shape} but the model config needs {want}")
-        _set(variables[e.collection], e.path, value.astype(np.float32))
+        flat[(e.collection, *e.path)] = value.astype(np.float32)
     pos = state["pos_embed"]
     if pos.ndim != 3 or pos.shape[-1] != config.embed_dim:
         raise CheckpointError(f"{source}: pos_embed has shape {pos.shape}, expected (1, 1+g*g, {config.embed_dim})")
-    bb = variables["params"]["backbone"]
-    bb["pos_embed_z"] = resize_pos_embed(pos, config.template_grid)
-    bb["pos_embed_x"] = resize_pos_embed(pos, config.search_grid)
-    return variables
+    flat[("params", "backbone", "pos_embed_z")] = resize_pos_embed(pos, config.template_grid)
+    flat[("params", "backbone", "pos_embed_x")] = resize_pos_embed(pos, config.search_grid)
+    return traverse_util.unflatten_dict(flat)
 
 
 def convert_mae_checkpoint(path: str, config: ModelConfig, seed: int = 0) -> dict:

@@ -45,7 +45,8 @@ INERT_GLOBALS = frozenset({
 })
 
 REFUSAL_HINT = ("a checkpoint may hold only tensors, state dicts and plain values; if you trust this "
-                "file, re-save just its state dict with torch (torch.save({'net': sd}, 'clean.pth'))")
+                "file, load it with torch and re-save only its state dict, e.g. "
+                "torch.save({'net': state_dict}, 'clean.pth')")
 
 
 @dataclasses.dataclass(frozen=True)

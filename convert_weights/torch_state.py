@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+import zlib
 from typing import Any
 
 import numpy as np
@@ -61,13 +62,13 @@ def _read_zip(path: str, select) -> Any:
         if not pkl:
             raise CheckpointError(f"{path}: zip archive without data.pkl; not a PyTorch checkpoint")
         prefix = pkl[0][: -len("data.pkl")]
-        if f"{prefix}byteorder" in names and archive.read(f"{prefix}byteorder").strip() != b"little":
-            raise CheckpointError(f"{path}: big-endian checkpoints are not supported")
         try:
+            if f"{prefix}byteorder" in names and archive.read(f"{prefix}byteorder").strip() != b"little":
+                raise CheckpointError(f"{path}: big-endian checkpoints are not supported")
             with archive.open(pkl[0]) as f:
                 obj, _ = unpickle(f, path)
             return materialize(select(obj), _zip_storage_reader(archive, prefix, path), path)
-        except (zipfile.BadZipFile, EOFError, OSError) as err:
+        except (zipfile.BadZipFile, EOFError, OSError, zlib.error, NotImplementedError) as err:
             raise CheckpointError(f"{path}: truncated or corrupt zip checkpoint ({err})") from err
 
 

@@ -45,10 +45,11 @@ def sample_root(data: DataConfig) -> str:
     return data.roots.get("sample") or DEFAULT_SAMPLE_DIR
 
 
-def _packed_root(data: DataConfig, name: str, canonical: str) -> str | None:
+def _packed_root(data: DataConfig, spec) -> str | None:
+    """``<packed_dir>/<name>`` (the registry name or one of its aliases) holding a packed dataset."""
     if data.packed_dir is None:
         return None
-    for folder in dict.fromkeys((canonical, name)):
+    for folder in (spec.name, *spec.aliases):
         path = os.path.join(data.packed_dir, folder)
         if os.path.isfile(os.path.join(path, PACK_META)):
             return path
@@ -58,14 +59,14 @@ def _packed_root(data: DataConfig, name: str, canonical: str) -> str | None:
 def build_sources(data: DataConfig) -> tuple[list[Source], list[float]]:
     """Readers for ``data.datasets`` (registry names) and their sampling weights ``data.ratios``.
 
-    Root of a dataset: ``<data.packed_dir>/<name>`` when that folder holds a packed dataset,
+    Root of a dataset: ``<data.packed_dir>/<name or alias>`` when that folder holds a packed dataset,
     else ``data.roots[<its root key>]`` (``sample_root(data)`` for the generated sample data).
     A root that is itself a packed folder is read with the packed reader too.
     """
     sources = []
     for name in data.datasets:
         spec = resolve(name, TRAIN, where="config.data.datasets")
-        root = _packed_root(data, name, spec.name)
+        root = _packed_root(data, spec)
         if root is None and spec.root == "sample":
             root = sample_root(data)
         elif root is None:

@@ -27,18 +27,16 @@ from typing import Any
 import cv2
 import numpy as np
 
-from grm_jax.crop import sample_target, transform_image_to_crop
+from grm_jax.crop import IMAGENET_MEAN, IMAGENET_STD, sample_target, transform_image_to_crop
 from grm_jax.run_config import CropSpec  # one crop of a pair: factor, size, jitter (RunConfig.crop)
 from data_pipelines.sampler import PairSampler, PairSpec
 from grm_jax.datasets.source import CorruptImageError
 
 __all__ = [
     "CropSpec", "PairProcessor", "jitter_box", "jittered_center_crop", "gaussian_radius", "heatmap_centers",
-    "draw_gaussian", "generate_heatmap", "make_training_sample", "skipped_images", "MEAN", "STD",
+    "draw_gaussian", "generate_heatmap", "make_training_sample", "skipped_images",
 ]
 
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
 MIN_OVERLAP = 0.7
 BACKBONE_STRIDE = 16  # the official validity check down-samples att masks by 16, whatever the model
 
@@ -194,7 +192,7 @@ class PairProcessor:
 
     def __init__(self, template: CropSpec, search: CropSpec, stride: int = 16, grayscale_prob: float = 0.05,
                  flip_prob: float = 0.5, norm_flip_prob: float = 0.5, brightness_jitter: float = 0.2,
-                 mean=MEAN, std=STD):
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD):
         self.template = template
         self.search = search
         self.stride = int(stride)

@@ -1,4 +1,4 @@
-"""Template/search pair sampler: pytracking's ``TrackingSampler`` in "causal" mode (spec 6).
+"""Template/search pair sampler: pytracking's ``TrackingSampler`` in "causal" mode (docs/PARITY.md §8).
 
 One draw (1 template frame, 1 search frame):
 
@@ -6,7 +6,7 @@ One draw (1 template frame, 1 search frame):
 2. pick a sequence uniformly; for video datasets keep it only when it has more than
    2 * (1 + 1) = 4 visible frames and at least 20 frames, otherwise pick again (official
    ``sample_seq_from_dataset``). For image datasets the (single) frame must be visible
-   (COCO: box wider and taller than 50 px, spec 6), otherwise pick again;
+   (COCO: box wider and taller than 50 px, docs/PARITY.md §8), otherwise pick again;
 3. video: template = a visible frame in [0, N - 1) ("base frame"); search = a visible frame in
    [template + 1, template + max_gap + gap_increase) (Python ``range``, clipped to N, the
    official ``_sample_visible_ids``); if there is none, gap_increase += 5 and both frames are drawn

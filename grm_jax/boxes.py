@@ -26,16 +26,11 @@ import numpy as np
 __all__ = [
     "array_module",
     "xywh_to_xyxy",
-    "xyxy_to_xywh",
     "cxcywh_to_xyxy",
-    "xyxy_to_cxcywh",
-    "xywh_to_cxcywh",
-    "cxcywh_to_xywh",
     "box_area",
     "generalized_iou",
     "iou_xywh",
     "center_xywh",
-    "scale_box_from_crop",
     "map_box_back",
     "clip_box_with_margin",
 ]
@@ -83,44 +78,12 @@ def xywh_to_xyxy(b):
     return xp.stack([x, y, x + w, y + h], axis=-1)
 
 
-def xyxy_to_xywh(b):
-    """(..., 4) (x1, y1, x2, y2) -> (..., 4) (x1, y1, x2 - x1, y2 - y1)."""
-    xp = array_module(b)
-    b = _as_boxes(xp, b)
-    x1, y1, x2, y2 = _split(b)
-    return xp.stack([x1, y1, x2 - x1, y2 - y1], axis=-1)
-
-
 def cxcywh_to_xyxy(b):
     """(..., 4) (cx, cy, w, h) -> (..., 4) (cx - w/2, cy - h/2, cx + w/2, cy + h/2)."""
     xp = array_module(b)
     b = _as_boxes(xp, b)
     cx, cy, w, h = _split(b)
     return xp.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], axis=-1)
-
-
-def xyxy_to_cxcywh(b):
-    """(..., 4) (x1, y1, x2, y2) -> (..., 4) ((x1 + x2)/2, (y1 + y2)/2, x2 - x1, y2 - y1)."""
-    xp = array_module(b)
-    b = _as_boxes(xp, b)
-    x1, y1, x2, y2 = _split(b)
-    return xp.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], axis=-1)
-
-
-def xywh_to_cxcywh(b):
-    """(..., 4) (x1, y1, w, h) -> (..., 4) (x1 + w/2, y1 + h/2, w, h)."""
-    xp = array_module(b)
-    b = _as_boxes(xp, b)
-    x, y, w, h = _split(b)
-    return xp.stack([x + 0.5 * w, y + 0.5 * h, w, h], axis=-1)
-
-
-def cxcywh_to_xywh(b):
-    """(..., 4) (cx, cy, w, h) -> (..., 4) (cx - w/2, cy - h/2, w, h)."""
-    xp = array_module(b)
-    b = _as_boxes(xp, b)
-    cx, cy, w, h = _split(b)
-    return xp.stack([cx - 0.5 * w, cy - 0.5 * h, w, h], axis=-1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -166,7 +129,7 @@ def generalized_iou(boxes1_xyxy, boxes2_xyxy):
 def iou_xywh(a_xywh, b_xywh, pixel_inclusive: bool = True):
     """Elementwise IoU of two (..., 4) xywh arrays -> (...).
 
-    pixel_inclusive=True: pytracking/LaSOT convention (spec 7): a box covers pixels
+    pixel_inclusive=True: pytracking/LaSOT convention (docs/PARITY.md §9): a box covers pixels
     tl .. tl + wh - 1, i.e. br = tl + wh - 1 and the overlap size is br - tl + 1 clamped at 0;
     union = w_a h_a + w_b h_b - intersection.
     pixel_inclusive=False: continuous boxes, overlap = clamp(min(br) - max(tl), 0) with br = tl + wh.
@@ -199,26 +162,13 @@ def center_xywh(b_xywh, pixel_inclusive: bool = True):
 
 
 # ----------------------------------------------------------------------------------------------
-# Tracker post-processing (spec 5, steps 4-6)
+# Tracker post-processing (docs/PARITY.md §7)
 # ----------------------------------------------------------------------------------------------
 
-def scale_box_from_crop(box_norm_cxcywh, search_size: int, resize_factor: float):
-    """Spec 5 step 4: normalized crop box -> crop pixels, in float32, as ``(box * S) / resize_factor``.
-
-    box_norm_cxcywh: (..., 4) (cx, cy, w, h) in [0, 1] of the search crop (the network output).
-    Returns float32 (..., 4) (cx, cy, w, h) in pixels of the ORIGINAL image scale, relative to the
-    crop's top-left corner. The multiplication and the division are both done in float32
-    (the resize factor is rounded to float32 first), matching the official torch code.
-    """
-    xp = array_module(box_norm_cxcywh)
-    b = _as_boxes(xp, box_norm_cxcywh, "box_norm_cxcywh").astype(xp.float32)
-    return (b * xp.float32(search_size)) / xp.float32(resize_factor)
-
-
 def map_box_back(pred_box_cxcywh, prev_state_xywh, resize_factor: float, search_size: int):
-    """Spec 5 step 5: crop-relative (cx, cy, w, h) pixels -> image (x1, y1, w, h), in float64.
+    """Crop-relative (cx, cy, w, h) pixels -> image (x1, y1, w, h), in float64.
 
-    pred_box_cxcywh: (..., 4) output of :func:`scale_box_from_crop` (converted to float64 here).
+    pred_box_cxcywh: (..., 4) the device step's ``(box * S) / resize_factor`` (converted to float64 here).
     prev_state_xywh: (..., 4) previous tracker state (x1, y1, w, h) the search crop was centred on.
     cx_img = cx + (cx_prev - 0.5 * S / resize_factor), likewise y; result = (cx_img - w/2,
     cy_img - h/2, w, h).
@@ -240,7 +190,7 @@ def map_box_back(pred_box_cxcywh, prev_state_xywh, resize_factor: float, search_
 
 
 def clip_box_with_margin(box_xywh, H, W, margin=10):
-    """Spec 5 step 6: clip an (x1, y1, w, h) box to an H x W image keeping at least ``margin`` px.
+    """Clip an (x1, y1, w, h) box to an H x W image keeping at least ``margin`` px.
 
     In this order: x2 = x1 + w, y2 = y1 + h; x1 = min(max(0, x1), W - m); x2 = min(max(m, x2), W);
     y1 = min(max(0, y1), H - m); y2 = min(max(m, y2), H); w = max(m, x2 - x1); h = max(m, y2 - y1).

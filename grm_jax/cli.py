@@ -12,9 +12,8 @@ import logging
 import os
 import pathlib
 import sys
-import traceback
 
-from grm_jax.errors import GrmError
+from grm_jax.errors import USER_ERRORS, GrmError, report_user_error
 
 __all__ = ["main", "build_parser"]
 
@@ -69,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="track: 0-based blocks whose division is drawn (default: all dividing blocks)")
     p.add_argument("--results", help="score: a results folder, or name=dir,name=dir,... to compare trackers")
     p.add_argument("--tracker_name", help="name used in tables and plots")
-    p.add_argument("--attributes_dir", help="score on LaSOT: folder of the toolkit's attribute files "
+    p.add_argument("--attributes_dir", help="evaluate / score on LaSOT: folder of the toolkit's attribute files "
                    "<seq>.txt (default: looked up in the LaSOT root, see README)")
     p.add_argument("--verbose", action="store_true", help="tracebacks for errors and INFO logs of libraries")
     return p
@@ -134,7 +133,8 @@ def run(args: argparse.Namespace, overrides: list[str]):
         return runner.run_evaluate(run_config, checkpoint=_required(args, "checkpoint"),
                                    dataset=_required(args, "dataset"), workdir=_required(args, "workdir"),
                                    threshold=args.threshold, sequences=args.sequences,
-                                   tracker_name=args.tracker_name, overwrite=args.overwrite)
+                                   tracker_name=args.tracker_name, overwrite=args.overwrite,
+                                   attributes_dir=args.attributes_dir)
     if args.mode == "track":
         return runner.run_track(run_config, checkpoint=_required(args, "checkpoint"), video=_required(args, "video"),
                                 init_box=_required(args, "init_box"), workdir=_required(args, "workdir"),
@@ -167,14 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (GrmError, FileNotFoundError, PermissionError, ValueError) as err:
-        if args.verbose:
-            traceback.print_exc()
-        message = err.user_message() if isinstance(err, GrmError) else f"{type(err).__name__}: {err}"
-        print(f"error: {message}", file=sys.stderr)
-        if not args.verbose:
-            print("  (run with --verbose for the traceback)", file=sys.stderr)
-        return 2
+    except USER_ERRORS as err:
+        return report_user_error(err, args.verbose)
     return 0
 
 

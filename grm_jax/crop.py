@@ -1,4 +1,4 @@
-"""Square context crop around a box: the one crop used by both training and tracking (spec 5).
+"""Square context crop around a box: the one crop used by both training and tracking (docs/PARITY.md §6).
 
 Coordinates: pixels, (x, y) = (column, row); boxes are (x1, y1, w, h) ("xywh").
 Images: HWC (H, W, C) arrays, normally uint8 RGB. Crops come out as (S, S, C) of the same dtype.
@@ -18,7 +18,12 @@ import numpy as np
 
 from grm_jax.boxes import array_module
 
-__all__ = ["CropGeometry", "crop_geometry", "sample_target", "transform_image_to_crop"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "CropGeometry", "crop_geometry", "sample_target",
+           "transform_image_to_crop"]
+
+# Crops enter the network as (pixel / 255 - mean) / std per RGB channel, in training and tracking.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class CropGeometry(NamedTuple):
@@ -59,7 +64,7 @@ def _box_floats(box_xywh) -> tuple[float, float, float, float]:
 
 
 def crop_geometry(box_xywh, factor: float, image_hw) -> CropGeometry:
-    """Geometry of the crop of side ceil(sqrt(w*h) * factor) centred on ``box_xywh`` (spec 5).
+    """Geometry of the crop of side ceil(sqrt(w*h) * factor) centred on ``box_xywh`` (docs/PARITY.md §6).
 
     box_xywh: 4 numbers (x1, y1, w, h) in pixels; image_hw: (H, W) of the image.
     crop_sz = ceil(sqrt(w*h) * factor); x1 = round(x + w/2 - crop_sz/2) (half to even), y1 likewise;
@@ -131,7 +136,7 @@ def sample_target(image, box_xywh, factor: float, output_size: int | None):
 
 
 def transform_image_to_crop(box_in_xywh, box_extract_xywh, resize_factor, crop_sz, normalize: bool = False):
-    """Map a box from image coordinates into the crop taken around ``box_extract_xywh`` (spec 6).
+    """Map a box from image coordinates into the crop taken around ``box_extract_xywh`` (docs/PARITY.md §6).
 
     box_in_xywh, box_extract_xywh: (..., 4) (x1, y1, w, h) image pixels (numpy or jax).
     resize_factor: crop scale (output_size / crop side), scalar or (...,) array.

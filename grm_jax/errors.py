@@ -54,3 +54,23 @@ class WorkdirError(GrmError, ValueError):
 class TrainingError(GrmError, RuntimeError):
     """Training stopped because it cannot go on (e.g. the loss became NaN or infinite); the
     message names the step and the last good checkpoint."""
+
+
+# What a command-line entry point reports as a user error (one line, exit status 2) rather than
+# a traceback: our own errors, missing / unreadable files, and values a library refused.
+USER_ERRORS = (GrmError, OSError, ValueError)
+
+
+def report_user_error(err: BaseException, verbose: bool = False, prefix: str = "error") -> int:
+    """Prints ``err`` for a person (``user_message()`` for a GrmError, ``Type: text`` otherwise)
+    to stderr, with the traceback when ``verbose``; returns the exit status 2."""
+    import sys  # noqa: PLC0415
+    import traceback  # noqa: PLC0415
+
+    if verbose:
+        traceback.print_exception(err)
+    message = err.user_message() if isinstance(err, GrmError) else f"{type(err).__name__}: {err}"
+    print(f"{prefix}: {message}", file=sys.stderr)
+    if not verbose:
+        print("  (run with --verbose for the traceback)", file=sys.stderr)
+    return 2

@@ -3,7 +3,8 @@
 libjpeg decodes a truncated JPEG without failing: it prints "Premature end of JPEG file" (naming
 no file) and fills the missing rows with grey, and a tracker would follow that half-grey frame.
 :func:`check_complete` refuses such files with a DataError naming the file. It reads only the
-bytes already in memory and costs a few microseconds per frame (``benchmarks/frame_read.py``):
+bytes already in memory; it costs under 1% of the decode time of a 720p frame
+(``benchmarks/frame_read.py``):
 
 * JPEG: the marker segments are walked from SOI (each skipped by its length, entropy-coded scan
   data skipped with one C-level regex search); the file is complete when an EOI marker follows

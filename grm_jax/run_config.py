@@ -272,7 +272,7 @@ def _build(section_cls, values, prefix: str):
 
 def _coerce(value, hint, key: str):
     """Checks ``value`` against the annotation ``hint`` and converts lists to tuples, comma
-    strings to tuples and ints to floats; ConfigError names ``key`` otherwise."""
+    strings and single numbers to tuples and ints to floats; ConfigError names ``key`` otherwise."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
         if value is None and type(None) in args:
@@ -284,6 +284,8 @@ def _coerce(value, hint, key: str):
     if origin is tuple:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]  # one value for a one-element list, e.g. --config.data.ratios=1.0
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config.{key}={value!r}: expected a list")
         return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
@@ -349,7 +351,7 @@ def _validate(run: RunConfig) -> None:
         _require(getattr(d, key) >= 1, f"data.{key}", getattr(d, key), "must be >= 1")
     _require(d.num_workers >= 0 and d.num_threads >= 1, "data.num_workers/num_threads",
              (d.num_workers, d.num_threads), "need workers >= 0 and threads >= 1")
-    for key in ("batch_size", "epochs", "checkpoint_every_steps", "keep_checkpoints", "log_every_steps",
+    for key in ("batch_size", "epochs", "lr_drop_epoch", "checkpoint_every_steps", "keep_checkpoints", "log_every_steps",
                 "sample_steps", "sample_batch_size"):
         _require(getattr(t, key) >= 1, f"train.{key}", getattr(t, key), "must be >= 1")
     _require(t.max_steps is None or t.max_steps >= 1, "train.max_steps", t.max_steps, "must be >= 1 (or None)")

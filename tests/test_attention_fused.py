@@ -95,6 +95,11 @@ def test_tracker_attention_and_dtype_options(official):
     assert np.abs(boxes["bfloat16"] - boxes["float32"]).max() < 2.0
     with pytest.raises(ConfigError, match="track.dtype='float16'"):
         Tracker(model, variables, dtype="float16")
+    if jax.default_backend() != "gpu":
+        t = Tracker(model, variables, dtype="bfloat16", attention="fused_cudnn")
+        t.initialize(frame, [60, 40, 40, 40])
+        with pytest.raises(ConfigError, match="fused_cudnn' needs an NVIDIA GPU"):
+            t.track(frame)
 
 
 @pytest.mark.skipif(not REAL_SEQUENCES.is_dir(), reason=f"{REAL_SEQUENCES} not present")

@@ -20,7 +20,7 @@ from convert_weights import CheckpointError, convert_grm_checkpoint, convert_mae
 from convert_weights import torch_state
 from grm_jax.configuration import load_run_config
 from torch_files import BUILDERS, Payload, Storage, Tensor, write, write_legacy, write_zip
-from train_utils import REPO, subprocess_env, train_command
+from train_utils import REPO, subprocess_env
 
 GRM_NPZ = FIXTURES / "grm_tiny" / "state_dict.npz"
 MAE_PTH = FIXTURES / "mae_tiny" / "mae_pretrain_vit_tiny_random.pth"
@@ -92,15 +92,21 @@ def test_cli_refuses_payload_in_one_line(tmp_path):
 
 
 def test_training_mae_init_refuses_payload(tmp_path):
+    """launch.py --config.init.mae=EVIL on a (2-sequence) GOT-10k-layout root: refused before training."""
+    from data_pipelines.sources.sample import ensure_sample_dataset
+
     marker = tmp_path / "marker"
     state = collections.OrderedDict(load_state_dict(MAE_PTH, "model"))
     state["cls_token"] = _touch(marker)
     path = write_legacy(tmp_path / "mae_evil.pth", {"model": state})
-    cmd = train_command(tmp_path / "run", tmp_path / "sample", f"--config.init.mae={path}",
-                        "--config.train.max_steps=1")
+    got10k = ensure_sample_dataset(tmp_path / "got10k", num_train=2, num_val=1)
+    cmd = [sys.executable, str(REPO / "launch.py"), "--config", str(REPO / "configs" / "grm_tiny_cpu.py"),
+           "--workdir", str(tmp_path / "run"), "--config.data.datasets=got10k_train_all",
+           "--config.data.ratios=1.0,", f"--config.data.roots.got10k={got10k}", f"--config.init.mae={path}",
+           "--config.train.max_steps=1", "--config.train.batch_size=2"]
     run = subprocess.run(cmd, env=subprocess_env(tmp_path / "cache"), cwd=REPO, capture_output=True,
                          text=True, timeout=600)
-    assert run.returncode != 0, run.stdout[-2000:]
+    assert run.returncode == 2, run.stdout[-2000:] + run.stderr[-2000:]
     assert "mae_evil.pth: refusing to load: global 'posix.system'" in run.stderr, run.stderr[-3000:]
     assert not marker.exists()
 

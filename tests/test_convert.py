@@ -1,5 +1,4 @@
 """Converters: official GRM and MAE checkpoints, .npz input, CLI, and every bad-input error."""
-import shutil
 import subprocess
 import sys
 import zipfile

@@ -16,7 +16,7 @@ import sysconfig
 import cv2
 import numpy as np
 
-from train_utils import MICRO_OVERRIDES
+from train_utils import MICRO_OVERRIDES, data_overrides
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -64,9 +64,8 @@ def test_wheel_install_trains_and_tracks_outside_checkout(tmp_path):
     assert str(venv) in where and str(REPO) not in where
 
     cli = venv / "bin" / "grm-jax"
-    overrides = [o for o in MICRO_OVERRIDES if ".data." not in o]
-    _sh([cli, "--config", "grm_tiny_cpu", "--workdir", "run", f"--config.data.roots.sample={tmp_path / 'sample'}",
-         "--config.train.max_steps=2", "--config.train.batch_size=2", *overrides], outside, env)
+    _sh([cli, "--config", "grm_tiny_cpu", "--workdir", "run", *data_overrides(tmp_path / "sample"),
+         "--config.train.max_steps=2", "--config.train.batch_size=2", *MICRO_OVERRIDES], outside, env)
     init_box = _write_frames(outside / "clip")
     _sh([cli, "--config", "grm_tiny_cpu", "--mode=track", "--checkpoint", "run", "--video", "clip",
          "--init_box", init_box, "--workdir", "track"], outside, env)

@@ -9,14 +9,14 @@ import numpy as np
 
 from conftest import FIXTURES
 from convert_weights import load_state_dict
-from train_utils import REPO, final_params, run_ok, subprocess_env
+from train_utils import REPO, data_overrides, final_params, run_ok, subprocess_env
 
 MAE_PTH = FIXTURES / "mae_tiny" / "mae_pretrain_vit_tiny_random.pth"
 
 
 def test_training_starts_from_mae(tmp_path):
     cmd = [sys.executable, str(REPO / "launch.py"), "--config", str(REPO / "configs" / "grm_tiny_cpu.py"),
-           "--workdir", str(tmp_path / "run"), f"--config.data.sample_dir={tmp_path / 'sample'}",
+           "--workdir", str(tmp_path / "run"), *data_overrides(tmp_path / "sample"),
            f"--config.init.mae={MAE_PTH}", "--config.train.max_steps=1", "--config.train.batch_size=2",
            "--config.train.checkpoint_every_steps=1", "--config.train.lr=0.0", "--config.train.divide_lr=0.0"]
     log = run_ok(cmd, subprocess_env(tmp_path / "cache"))

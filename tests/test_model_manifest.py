@@ -15,7 +15,8 @@ import pytest
 from conftest import FIXTURES
 from convert_weights import convert_grm_checkpoint
 from grm_jax import load_model, save_model
-from grm_jax.checkpoint import MANIFEST_FILE, VARIABLES_DIR, write_model_config
+from grm_jax.checkpoint import (ITEM_VARIABLES, MANIFEST_FILE, VARIABLES_DIR, checkpoints_dir,
+                                write_model_config)
 from grm_jax.errors import CheckpointError
 
 GRM_NPZ = FIXTURES / "grm_tiny" / "state_dict.npz"
@@ -106,8 +107,8 @@ def test_training_workdir_loads_without_manifest(tmp_path, converted):
     workdir = tmp_path / "run"
     write_model_config(workdir, config)
     items = {"params": variables["params"], "batch_stats": variables["batch_stats"]}
-    with ocp.CheckpointManager(workdir / "checkpoints") as mngr:
-        mngr.save(3, args=ocp.args.Composite(variables=ocp.args.StandardSave(items)))
+    with ocp.CheckpointManager(checkpoints_dir(workdir)) as mngr:
+        mngr.save(3, args=ocp.args.Composite(**{ITEM_VARIABLES: ocp.args.StandardSave(items)}))
         mngr.wait_until_finished()
     _, loaded = load_model(workdir)
     np.testing.assert_array_equal(loaded["params"]["backbone"]["norm"]["bias"],

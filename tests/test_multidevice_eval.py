@@ -2,8 +2,6 @@
 byte-identical result files on a small synthetic 'folder' benchmark (tiny fixture model), with the
 work split as recorded in summary.json; a re-run resumes per sequence."""
 import json
-import socket
-import subprocess
 import sys
 
 import cv2
@@ -19,7 +17,7 @@ from grm_jax.evaluate.runner import run_evaluate
 from grm_jax.model import GRM
 from grm_jax.run_config import EvalConfig, RunConfig
 from grm_jax.track.batched import track_sequences
-from train_utils import REPO, subprocess_env
+from train_utils import run_processes
 
 FRAMES = {"a": 7, "b": 3, "c": 5, "d": 4, "e": 6}  # sequence name -> frame count
 
@@ -75,30 +73,6 @@ def _result_bytes(workdir):
     return {name: (workdir / f"{name}.txt").read_bytes() for name in FRAMES}
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
-def _two_processes(tmp_path, model_dir, benchmark, workdir):
-    port = _free_port()
-    procs, logs = [], []
-    for pid in range(2):
-        env = subprocess_env(tmp_path / "xla_cache", devices=2, JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
-                             JAX_NUM_PROCESSES=2, JAX_PROCESS_ID=pid)
-        logs.append(tmp_path / f"eval{pid}.log")
-        procs.append(subprocess.Popen([sys.executable, "-c", WORKER, str(model_dir), str(benchmark), str(workdir)],
-                                      env=env, cwd=REPO, stdout=logs[-1].open("w"), stderr=subprocess.STDOUT))
-    try:
-        codes = [p.wait(timeout=300) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    assert codes == [0, 0], "\n".join(log.read_text()[-3000:] for log in logs)
-
-
 def test_split_is_deterministic_and_balanced(benchmark):
     seqs = load_benchmark("folder", benchmark)
     shares = split_sequences(seqs, 2)
@@ -136,7 +110,8 @@ def test_one_vs_eight_devices_vs_two_processes(tmp_path, benchmark, model_dir):
                                workdir=workdir, threshold=0.0, max_local_devices=devices)
         assert summary["tracked"] == len(FRAMES)
     multi = tmp_path / "multi"
-    _two_processes(tmp_path, model_dir, benchmark, multi)
+    logs = run_processes([sys.executable, "-c", WORKER, str(model_dir), str(benchmark), str(multi)], tmp_path,
+                         tmp_path / "xla_cache")
 
     seqs = load_benchmark("folder", benchmark)
     want = _result_bytes(runs["1dev"][0])
@@ -148,7 +123,6 @@ def test_one_vs_eight_devices_vs_two_processes(tmp_path, benchmark, model_dir):
         assert summary["sequences_by_process"] == {str(i): share for i, share in enumerate(shares)}
         assert "metrics" in summary
     assert all(len(share) >= 2 for share in split_sequences(seqs, 2))  # both processes had work
-    logs = [(tmp_path / f"eval{i}.log").read_text() for i in range(2)]
     assert "process 1/2 tracks" in logs[1] and "on 2 device(s)" in logs[1]
 
     # resume: only the sequence whose result file is gone is tracked again, with the same boxes

@@ -1,13 +1,12 @@
 """Two processes on this machine (2 CPU devices each, gloo collectives) joined by
 jax.distributed.initialize train together, each reading its own shard of the sample stream, and end
 with the parameters of one process (4 devices) trained on the same global batches."""
-import socket
-import subprocess
 import sys
 
 import numpy as np
 
-from train_utils import REPO, final_params, latest_step, run_ok, subprocess_env, train_command
+from grm_jax import checkpoint as ckpt_lib
+from train_utils import final_params, latest_step, run_ok, run_processes, subprocess_env, train_command
 
 STEPS = 3
 LR = 4e-4
@@ -28,12 +27,6 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
 def _bias_before_batchnorm(key):
     # exact gradient 0 (removed by the following BatchNorm): AdamW turns rounding noise into updates
     # of up to lr per step, so only that bound is checked
@@ -49,36 +42,23 @@ def test_two_processes_match_one_process(tmp_path):
     run_ok(train_command(single, sample, *extra), subprocess_env(cache, devices=4))
 
     multi = tmp_path / "multi"
-    port = _free_port()
-    procs, logs = [], []
-    for pid in range(2):
-        env = subprocess_env(cache, devices=2, JAX_COORDINATOR_ADDRESS=f"localhost:{port}", JAX_NUM_PROCESSES=2,
-                             JAX_PROCESS_ID=pid)
-        logs.append(open(tmp_path / f"proc{pid}.log", "w"))
-        cmd = [sys.executable, "-c", BOOTSTRAP] + train_command(multi, sample, *extra)[1:]
-        procs.append(subprocess.Popen(cmd, env=env, cwd=REPO, stdout=logs[-1],
-                                      stderr=subprocess.STDOUT))
-    try:
-        codes = [p.wait(timeout=300) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-        for f in logs:
-            f.close()
-    text = [(tmp_path / f"proc{i}.log").read_text() for i in range(2)]
-    assert codes == [0, 0], "\n".join(t[-3000:] for t in text)
+    cmd = [sys.executable, "-c", BOOTSTRAP] + train_command(multi, sample, *extra)[1:]
+    text = run_processes(cmd, tmp_path, cache)
     assert "2 process(es), 4 device(s)" in text[0]
     assert latest_step(multi) == STEPS == latest_step(single)
     # each process saved its own data-iterator position (its own shard of the stream)
-    data_iter = multi / "checkpoints" / str(STEPS) / "data_iter"
+    data_iter = ckpt_lib.step_dir(multi, STEPS) / ckpt_lib.ITEM_DATA_ITER
     assert {"process_0-of-2.json", "process_1-of-2.json"} <= {p.name for p in data_iter.iterdir()}
+    # process 0 alone locked the workdir, and released it
+    assert "stale lock" not in text[0] + text[1] and not (multi / ckpt_lib.LOCK_FILE).exists()
 
     want, got = final_params(single), final_params(multi)
     assert want.keys() == got.keys()
     for k in want:
         if _bias_before_batchnorm(k):
             continue
-        # fp32, same 4-device layout; only the cross-process all-reduce differs
+        # fp32, same 4-device layout; only the cross-process all-reduce differs (its summation order
+        # moves values by a few float32 ulps: 16 ulps of the value, plus 1e-3 of one step's update)
         np.testing.assert_allclose(got[k], want[k], rtol=0, atol=0.05 * LR, err_msg=k)
-        assert (np.abs(got[k] - want[k]) <= 1e-3 * LR).mean() >= 0.99, k
+        close = np.abs(got[k] - want[k]) <= 1e-3 * LR + 16 * np.finfo(np.float32).eps * np.abs(want[k])
+        assert close.mean() >= 0.99, k

@@ -13,7 +13,7 @@ from convert_weights import convert_grm_checkpoint
 from grm_jax.datasets import load_benchmark
 from grm_jax.model import GRM
 from grm_jax.track.batched import BatchedTracker
-from grm_jax.track.video import read_image
+from grm_jax.track.frames import read_image
 
 pytestmark = pytest.mark.skipif(not REAL_SEQUENCES.is_dir(), reason=f"{REAL_SEQUENCES} not present")
 

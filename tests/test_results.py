@@ -93,3 +93,15 @@ def test_score_time_rejects_inf_and_mismatched_time_files(tmp_path):
         score_results([seq], res, tmp_path / "out", "t", plots=False)
     with pytest.raises(DataError, match="1 times but 2 boxes"):
         R.write_got10k_submission(res, ["s"], tmp_path / "sub")
+
+
+def test_bad_frames_file(tmp_path):
+    assert R.read_bad_frames(tmp_path, "s") == []
+    path = R.write_bad_frames(tmp_path, "s", [(3, "cannot read image: /x/00004.jpg")])
+    assert path.name == "s_bad_frames.json" and path.name.endswith(R.SEQUENCE_FILE_SUFFIXES[2])
+    assert R.read_bad_frames(tmp_path, "s") == [{"frame": 3, "error": "cannot read image: /x/00004.jpg"}]
+    R.write_bad_frames(tmp_path, "s", [])  # a later clean attempt removes the old list
+    assert not path.exists() and R.read_bad_frames(tmp_path, "s") == []
+    path.write_text("{")
+    with pytest.raises(ValueError, match="s_bad_frames.json: not a bad-frames file"):
+        R.read_bad_frames(tmp_path, "s")

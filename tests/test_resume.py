@@ -1,15 +1,37 @@
 """Kill a training run (SIGKILL) after a checkpoint, restart it: it resumes at that step (params, optimizer
-state, RNG and data-iterator position) and ends with exactly the parameters of an uninterrupted run."""
+state, RNG and data-iterator position) and ends with exactly the parameters of an uninterrupted run.
+While the first run lives, a second run into the same workdir is refused; the killed run's lock is
+stale and the restart takes it over."""
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
 
+from grm_jax import checkpoint as ckpt_lib
 from train_utils import REPO, final_params, latest_step, run_ok, subprocess_env, train_command
 
 STEPS, EVERY = 8, 4
+
+# Runs launch.py with the train step held before step EVERY + 1 while the file HOLD_FILE exists
+# (the test decides when the run may go on, so nothing depends on timing).
+HELD = f"""
+import os, pathlib, runpy, sys, time
+from grm_jax.train import step as step_lib
+real, hold = step_lib.make_train_step, pathlib.Path(os.environ["HOLD_FILE"])
+def make_train_step(*args, **kwargs):
+    fn = real(*args, **kwargs)
+    def held(state, batch):
+        while int(state.step) >= {EVERY} and hold.exists():
+            time.sleep(0.05)
+        return fn(state, batch)
+    return held
+step_lib.make_train_step = make_train_step
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
 
 
 def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
@@ -22,17 +44,21 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
     run_ok(train_command(full, sample, *extra), env)
     assert latest_step(full) == STEPS
 
-    cut = tmp_path / "cut"
-    slow = subprocess_env(cache, GRM_TRAIN_STEP_DELAY="1.5")
+    cut, hold = tmp_path / "cut", tmp_path / "hold"
+    hold.touch()
     log = open(tmp_path / "cut_first.log", "w")
-    proc = subprocess.Popen(train_command(cut, sample, *extra), env=slow, cwd=REPO, stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([sys.executable, "-c", HELD] + train_command(cut, sample, *extra)[1:],
+                            env={**env, "HOLD_FILE": str(hold)}, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.time() + 240
+        deadline = time.time() + 300
         while latest_step(cut) is None:
             assert proc.poll() is None, (tmp_path / "cut_first.log").read_text()[-4000:]
             assert time.time() < deadline, "no checkpoint written in time"
             time.sleep(0.05)
+        second = subprocess.run(train_command(cut, sample, *extra), env=env, cwd=REPO, capture_output=True,
+                                text=True, timeout=300)
+        assert second.returncode == 2, second.stdout[-2000:] + second.stderr[-2000:]
+        assert f"is in use by another training run: pid {proc.pid} on host" in second.stderr, second.stderr[-2000:]
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -40,12 +66,13 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
             proc.kill()
         log.close()
     assert proc.returncode == -signal.SIGKILL
-    killed_at = latest_step(cut)
-    assert killed_at == EVERY  # killed during the slow steps after the first checkpoint
+    assert latest_step(cut) == EVERY  # held before the step after the first checkpoint
+    assert (cut / ckpt_lib.LOCK_FILE).is_file()  # a killed run cannot remove its lock
 
     out = run_ok(train_command(cut, sample, *extra), env)
-    assert f"resuming from {cut / 'checkpoints' / str(EVERY)}" in out, out[-3000:]
-    assert latest_step(cut) == STEPS
+    assert f"taking over the stale lock {cut / ckpt_lib.LOCK_FILE}: pid {proc.pid}" in out, out[-3000:]
+    assert f"resuming from {ckpt_lib.step_dir(cut, EVERY)}" in out, out[-3000:]
+    assert latest_step(cut) == STEPS and not (cut / ckpt_lib.LOCK_FILE).exists()
 
     want, got = final_params(full), final_params(cut)
     assert want.keys() == got.keys()

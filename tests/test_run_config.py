@@ -39,6 +39,8 @@ def test_overrides_parse_lists_numbers_and_paths():
     assert run.data.ratios == (1.0, 2.0)
     assert run.data.roots["lasot"] == "/data/La SOT"
     assert run.train.max_steps == 5 and run.track.dtype == "bfloat16"
+    one = load_run_config("grm_got", ["data.datasets=got10k_vot_train", "data.ratios=1.0"])
+    assert one.data.datasets == ("got10k_vot_train",) and one.data.ratios == (1.0,)
 
 
 @pytest.mark.parametrize("override, message", [

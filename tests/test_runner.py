@@ -15,6 +15,7 @@ import pytest
 
 from conftest import FIXTURES
 from convert_weights import convert_grm_checkpoint
+from grm_jax import checkpoint as ckpt_lib
 from grm_jax import load_model, save_model
 from grm_jax.configuration import load_run_config
 from grm_jax.errors import DataError, WorkdirError
@@ -157,9 +158,11 @@ def test_manifest_refuses_other_runs_and_overwrite(tmp_path, model_dir, loaded, 
     assert (out / "delta.txt").read_text() == first  # refused runs touch nothing
     assert evaluate()["tracked"] == 0  # same settings: resume
 
+    (out / "notes.txt").write_text("mine")  # not ours: --overwrite leaves it
     done = []
     summary = evaluate(threshold=0.3, overwrite=True, on_sequence_done=done.append)
     assert summary["tracked"] == 2 and sorted(done) == sorted(seqs)
+    assert (out / "notes.txt").read_text() == "mine"
     assert json.loads((out / "run_manifest.json").read_text())["threshold"] == 0.3
     assert len(json.loads((out / "timing.json").read_text())["sessions"]) == 1  # old timing deleted too
 
@@ -174,15 +177,24 @@ def test_checkpoint_identity(tmp_path, model_dir):
     ident = manifest.checkpoint_identity(model_dir)
     moved = pathlib.Path(shutil.copytree(model_dir, tmp_path / "moved"))
     assert manifest.differences({"checkpoint": ident}, {"checkpoint": manifest.checkpoint_identity(moved)}) == []
-    listing = moved / "weights.sha256"  # other weights <=> another weights list
+    listing = moved / ckpt_lib.MANIFEST_FILE  # other weights <=> another weights list
     text = listing.read_text()
     listing.write_text(("0" if text[0] != "0" else "1") + text[1:])
     assert manifest.checkpoint_identity(moved)["weights_sha256"] != ident["weights_sha256"]
-    cfg = json.loads((moved / "model_config.json").read_text())
+    cfg = json.loads((moved / ckpt_lib.CONFIG_FILE).read_text())
     cfg["drop_path_rate"] = 0.5
-    (moved / "model_config.json").write_text(json.dumps(cfg))
+    (moved / ckpt_lib.CONFIG_FILE).write_text(json.dumps(cfg))
     diff = manifest.differences({"checkpoint": ident}, {"checkpoint": manifest.checkpoint_identity(moved)})
     assert any(d.startswith("checkpoint.model_config_sha256") for d in diff)
+    # a training workdir: the latest step's weight files by name, size and time
+    train = tmp_path / "run"
+    train.mkdir()
+    shutil.copy(model_dir / ckpt_lib.CONFIG_FILE, train / ckpt_lib.CONFIG_FILE)
+    shutil.copytree(model_dir / ckpt_lib.VARIABLES_DIR, ckpt_lib.step_dir(train, 7) / ckpt_lib.ITEM_VARIABLES)
+    step7 = manifest.checkpoint_identity(train)
+    assert step7["weights_kind"] == "file metadata of step 7"
+    shutil.copytree(model_dir / ckpt_lib.VARIABLES_DIR, ckpt_lib.step_dir(train, 9) / ckpt_lib.ITEM_VARIABLES)
+    assert manifest.checkpoint_identity(train)["weights_sha256"] != step7["weights_sha256"]
 
 
 def test_unreadable_frames(tmp_path, model_dir, loaded, config, bench, capsys):
@@ -192,7 +204,7 @@ def test_unreadable_frames(tmp_path, model_dir, loaded, config, bench, capsys):
     dataset = f"folder:{root}"
     with pytest.raises(DataError, match="00004.jpg") as err:
         runner.run_evaluate(config, str(model_dir), dataset, str(tmp_path / "stop"), model_and_variables=loaded)
-    assert "--on_bad_frame=skip" in err.value.hint
+    assert "--on_bad_frame=skip" in err.value.hint and "carries the previous box" in err.value.hint
 
     skip = _with(config, eval={"on_bad_frame": "skip", "result_format": "float"})
     summary = runner.run_evaluate(skip, str(model_dir), dataset, str(tmp_path / "skip"), model_and_variables=loaded)
@@ -207,7 +219,7 @@ def test_unreadable_frames(tmp_path, model_dir, loaded, config, bench, capsys):
     (root / "gamma" / "00001.jpg").write_bytes(b"")  # the first frame cannot be skipped
     with pytest.raises(DataError, match="00001.jpg") as err:
         runner.run_evaluate(skip, str(model_dir), dataset, str(tmp_path / "first"), model_and_variables=loaded)
-    assert "first frame" in err.value.hint
+    assert "except the first frame" in err.value.hint
 
 
 def test_score_compares_trackers(tmp_path, config, bench):
@@ -245,10 +257,33 @@ def test_score_compares_trackers(tmp_path, config, bench):
         runner.run_score(config, dataset, f"x={tmp_path / 'nowhere'}", str(tmp_path / "x"))
 
 
+def test_cli_flags_score_and_overwrite(tmp_path, model_dir, bench, capsys):
+    """The command line: --results=name=dir,... compares; a workdir of another run is refused (exit 2)
+    with the way out, before any model is loaded; --on_bad_frame is accepted."""
+    from grm_jax.cli import main
+
+    for name in ("a", "b"):
+        for seq in ("alpha", "beta", "gamma", "delta"):
+            gt = np.loadtxt(bench / seq / "groundtruth.txt", delimiter=",", ndmin=2)
+            write_results(tmp_path / name, seq, gt + (name == "b"), fmt="float")
+    base = ["--config", "grm_tiny_cpu", f"--dataset=folder:{bench}"]
+    assert main([*base, "--mode=score", f"--results=a={tmp_path / 'a'},b={tmp_path / 'b'}",
+                 f"--workdir={tmp_path / 'cmp'}"]) == 0
+    assert (tmp_path / "cmp" / "success_plot.png").is_file() and "| a | 4 |" in capsys.readouterr().out
+
+    other = tmp_path / "other"
+    write_results(other, "alpha", np.ones((6, 4)), times=np.full(6, 0.1))
+    (other / "run_manifest.json").write_text(json.dumps({"format": 1, "threshold": 0.5}))
+    args = [*base, "--mode=evaluate", f"--checkpoint={model_dir}", f"--workdir={other}", "--on_bad_frame=skip"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "holds results of a different run" in err and "threshold: 0.5 -> 0.0" in err and "--overwrite" in err
+
+
 def test_track_mode(tmp_path, model_dir, loaded, config, bench):
     out = tmp_path / "track"
     r = runner.run_track(config, str(model_dir), str(bench / "gamma"), "80,84,40,32", str(out),
-                         show_division=True, division_layers=["1", "3"], model_and_variables=loaded)
+                         show_division=True, overlay_layers=["1", "3"], model_and_variables=loaded)
     boxes = np.loadtxt(out / "boxes.txt", delimiter=",")
     assert boxes.shape == (8, 4)
     np.testing.assert_allclose(boxes[0], [80, 84, 40, 32])
@@ -262,10 +297,10 @@ def test_track_mode(tmp_path, model_dir, loaded, config, bench):
         n, shape = n + 1, frame.shape
     cap.release()
     assert n == 8 and shape[1] > 320  # frame + division side panel
-    assert r["ea_fractions"].shape == (8, 2) and r["division_layers"] == [1, 3]
+    assert r["ea_fractions"].shape == (8, 2) and r["overlay_layers"] == [1, 3]
     with pytest.raises(ValueError, match="not dividing blocks"):
         runner.run_track(config, str(model_dir), str(bench / "gamma"), "80,84,40,32", str(out),
-                         show_division=True, division_layers=["0"], model_and_variables=loaded)
+                         show_division=True, overlay_layers=["0"], model_and_variables=loaded)
     with pytest.raises(ValueError, match="h = 0.0"):
         runner.run_track(config, str(model_dir), str(bench / "gamma"), "80,84,40,0", str(out),
                          model_and_variables=loaded)

@@ -1,12 +1,13 @@
-"""Tracker parity with the official GRM tracker on track_tiny (spec 5), and input errors."""
+"""Tracker parity with the official GRM tracker on track_tiny (docs/PARITY.md §7), and input errors."""
 import numpy as np
 import pytest
 
 from conftest import FIXTURES
 from convert_weights import convert_grm_checkpoint
+from grm_jax.errors import ConfigError
 from grm_jax.model import GRM
 from grm_jax.track.tracker import TrackParams, Tracker, validate_box
-from grm_jax.track.video import FrameError, iter_frames, read_image
+from grm_jax.track.frames import FrameError, iter_frames, read_image
 
 TT = FIXTURES / "track_tiny"
 CKPT = FIXTURES / "grm_tiny" / "GRM_ep0001.pth.tar"
@@ -44,7 +45,7 @@ def test_template_crop_identical(tracker, expected):
 
 def test_free_running_parity(tiny_model, video, expected):
     model, variables = tiny_model
-    t = Tracker(model, variables, {"search_factor": 4.0, "search_size": 256}, threshold=0.0)
+    t = Tracker(model, variables, {"search_factor": 4.0}, threshold=0.0)
     frames = video["frames"]
     t.initialize(frames[0], video["gt_visible_xywh"][0])
     boxes = [t.state.copy()]
@@ -75,12 +76,15 @@ def test_teacher_forced_parity(tracker, video, expected):
     assert tracker.divide_layers == (1, 2, 3)
 
 
-def test_checkpoint_sizes_win(tiny_model):
+def test_crop_sizes_come_from_the_model(tiny_model):
     model, variables = tiny_model
-    with pytest.warns(UserWarning, match="search_size=320"):
-        t = Tracker(model, variables, {"search_size": 320, "search_factor": 5.0}, threshold=0.0)
-    assert t.params.search_size == 256 and t.params.search_factor == 5.0
+    t = Tracker(model, variables, {"search_factor": 5.0}, threshold=0.0)
+    assert t.params.search_size == model.config.search_size and t.params.search_factor == 5.0
     assert TrackParams.from_config(None).template_size == 128
+    with pytest.raises(ConfigError, match=r"track\.search_size.*model\.search_size"):
+        Tracker(model, variables, {"search_size": 320}, threshold=0.0)
+    with pytest.raises(ConfigError, match="track.search_factor=-1"):
+        TrackParams.from_config({"search_factor": -1.0})
 
 
 @pytest.mark.parametrize("box, match", [
@@ -154,7 +158,8 @@ def test_no_recompile_across_frames_sizes_thresholds(tiny_model, video):
 
 
 def test_video_file_roundtrip(tmp_path, video):
-    from grm_jax.track.video import VideoWriter, frame_count, video_fps
+    from grm_jax.track.frames import frame_count, video_fps
+    from grm_jax.track.video import VideoWriter
 
     path = tmp_path / "clip.mp4"
     with VideoWriter(path, fps=12) as w:

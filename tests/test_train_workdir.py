@@ -15,25 +15,20 @@ from jax.experimental.compilation_cache import compilation_cache
 from grm_jax import checkpoint as ckpt_lib
 from grm_jax.configuration import load_run_config
 from grm_jax.errors import CheckpointError, TrainingError, WorkdirError
-from grm_jax.train import loop, sample_run
+from grm_jax.train import loop
 from grm_jax.train import step as step_lib
 from grm_jax.train.workdir import WorkdirLock
-from train_utils import MICRO_OVERRIDES, latest_step
+from train_utils import MICRO_OVERRIDES, data_overrides, latest_step
 
 EVERY = 2
 
 
 def _run(sample_dir, *overrides):
-    """The micro run of these tests: a normal (not the sample-policy) run on the sample data."""
-    return load_run_config("grm_tiny_cpu", [o.removeprefix("--config.") for o in MICRO_OVERRIDES] + [
-        "data.datasets=sample_train", "data.ratios=[1.0]", f"data.roots.sample={sample_dir}",
+    """The micro run of these tests, on generated sequences read as a configured dataset."""
+    return load_run_config("grm_tiny_cpu", [o.removeprefix("--config.") for o in
+                                            MICRO_OVERRIDES + data_overrides(sample_dir)] + [
         "train.batch_size=8", f"train.checkpoint_every_steps={EVERY}", "train.keep_checkpoints=3",
         "train.log_every_steps=2", *overrides])
-
-
-@pytest.fixture(autouse=True)
-def _no_sample_policy(monkeypatch):
-    monkeypatch.setattr(sample_run, "uses_sample_data", lambda run: False)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -54,9 +49,7 @@ def _compilation_cache(tmp_path_factory):
 def trained(tmp_path_factory, _compilation_cache):
     """A workdir trained to step 4 (checkpoints 2 and 4) and the sample data folder."""
     base = tmp_path_factory.mktemp("train_workdir")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sample_run, "uses_sample_data", lambda run: False)
-        out = loop.run_train(_run(base / "sample", "train.max_steps=4"), base / "run")
+    out = loop.run_train(_run(base / "sample", "train.max_steps=4"), base / "run")
     assert out["step"] == 4 and out["checkpoint"] == str(ckpt_lib.step_dir(base / "run", 4))
     assert ckpt_lib.checkpoint_steps(base / "run") == [2, 4]
     assert not (base / "run" / ckpt_lib.LOCK_FILE).exists()  # released

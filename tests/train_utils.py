@@ -2,6 +2,7 @@
 learnable synthetic batch, and readers of a training workdir (through grm_jax.checkpoint)."""
 import os
 import pathlib
+import socket
 import subprocess
 import sys
 
@@ -18,9 +19,20 @@ MICRO_OVERRIDES = [
 ]
 
 
+def data_overrides(sample_dir):
+    """Train on generated sequences at ``sample_dir`` (made if missing) read as a GOT-10k-layout
+    dataset: a configured dataset, so the run is exactly as configured (not the announced sample run
+    that training does with no dataset configured)."""
+    from data_pipelines.sources.sample import ensure_sample_dataset
+
+    root = ensure_sample_dataset(sample_dir)
+    return ["--config.data.datasets=got10k_train_all", "--config.data.ratios=[1.0]",
+            f"--config.data.roots.got10k={root}"]
+
+
 def train_command(workdir, sample_dir, *extra):
     return [sys.executable, str(REPO / "launch.py"), "--config", str(REPO / "configs" / "grm_tiny_cpu.py"),
-            "--workdir", str(workdir), f"--config.data.roots.sample={sample_dir}", *MICRO_OVERRIDES, *extra]
+            "--workdir", str(workdir), *data_overrides(sample_dir), *MICRO_OVERRIDES, *extra]
 
 
 def subprocess_env(cache_dir, devices: int = 1, **extra):
@@ -89,3 +101,30 @@ def synthetic_batch(config, batch_size: int, seed: int = 0, start: int = 0) -> d
     boxes = np.stack([r[2] for r in rows])
     return {"template": np.stack([r[0] for r in rows]), "search": np.stack([r[1] for r in rows]),
             "search_box": boxes, "heatmap": generate_heatmap(boxes, s, config.patch_size)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def run_processes(cmd, log_dir, cache_dir, count: int = 2, devices: int = 2, timeout: int = 600) -> list[str]:
+    """Runs ``cmd`` as ``count`` jax.distributed processes (``devices`` CPU devices each) joined
+    through a local coordinator; returns their logs and fails with their tails unless all exit 0."""
+    port, procs, logs = free_port(), [], []
+    for pid in range(count):
+        env = subprocess_env(cache_dir, devices=devices, JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
+                             JAX_NUM_PROCESSES=count, JAX_PROCESS_ID=pid)
+        logs.append(pathlib.Path(log_dir) / f"process{pid}.log")
+        with logs[-1].open("w") as log:
+            procs.append(subprocess.Popen(cmd, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT))
+    try:
+        codes = [p.wait(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    text = [log.read_text() for log in logs]
+    assert codes == [0] * count, "\n".join(t[-3000:] for t in text)
+    return text

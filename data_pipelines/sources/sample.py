@@ -26,8 +26,10 @@ DEFAULT_TRAIN, DEFAULT_VAL = 8, 3
 _MARKER = ".complete"
 _W, _H = 160, 120
 _PAN = 24        # background margin (pixels) the camera pans over
-_QUALITY = 80    # JPEG quality
+_QUALITY = 75    # JPEG quality
 _SPLITS = (("train", "GOT-10k_Train"), ("val", "GOT-10k_Val"))
+_DISTRACTOR_PROB = 0.35  # share of sequences with one distractor (a second textured box)
+_VAL_FRAMES = 40  # one length: sequences tracked together finish together (no smaller-batch recompiles)
 
 
 def _background(rng: np.random.Generator) -> np.ndarray:
@@ -50,7 +52,7 @@ def _background(rng: np.random.Generator) -> np.ndarray:
     else:
         pattern = np.full((h, w), 0.5, np.float32)
     mix = rng.uniform(0.15, 0.4)
-    noise = 0.03 * rng.standard_normal((h, w, 1)).astype(np.float32)
+    noise = 0.01 * rng.standard_normal((h, w, 1)).astype(np.float32)
     return np.clip(((1 - mix) * low + mix * pattern[..., None] + noise) * 255.0, 0, 255).astype(np.uint8)
 
 
@@ -133,14 +135,15 @@ def _write_lines(path: str, lines) -> None:
         fh.write("\n".join(lines) + "\n")
 
 
-def _make_sequence(rng: np.random.Generator, seq_dir: str, kind: int) -> None:
-    """One sequence of 30-40 frames: the target (a textured box) and 0-2 distractors of the same
-    kind move over a panning background; the target is drawn last, and is sometimes absent or
-    covered by a grey bar (labels as GOT-10k: absence.label, cover.label 0..8)."""
+def _make_sequence(rng: np.random.Generator, seq_dir: str, kind: int, num_frames: int | None = None) -> None:
+    """One sequence of ``num_frames`` (default: 30-40) frames: the target (a textured box) and 0-2
+    distractors of the same kind move over a panning background; the target is drawn last, and is
+    sometimes absent or covered by a grey bar (labels as GOT-10k: absence.label, cover.label 0..8)."""
     n = int(rng.integers(30, 41))
+    n = n if num_frames is None else int(num_frames)
     background = _background(rng)
     boxes, texture = _trajectory(rng, n), _texture(rng)
-    distractors = [(_texture(rng), _trajectory(rng, n)) for _ in range(int(rng.integers(0, 3)))]
+    distractors = [(_texture(rng), _trajectory(rng, n)) for _ in range(int(rng.random() < _DISTRACTOR_PROB))]
     pan = np.clip(np.cumsum(rng.normal(0, 0.6, size=(n, 2)), axis=0) + _PAN, 0, 2 * _PAN).round().astype(int)
     absence, cover = _visibility_events(rng, n, kind)
     flicker = rng.integers(-6, 7, size=n)
@@ -221,7 +224,7 @@ def ensure_sample_dataset(path: str | os.PathLike, seed: int = DEFAULT_SEED, num
             for k, name in enumerate(names):
                 os.makedirs(os.path.join(split_dir, name))
                 _make_sequence(np.random.default_rng([seed, split_index, k]), os.path.join(split_dir, name),
-                               kind=k % 3)
+                               kind=k % 3, num_frames=_VAL_FRAMES if split == "val" else None)
             _write_lines(os.path.join(split_dir, "list.txt"), names)
         with open(os.path.join(tmp, _MARKER), "w", encoding="utf-8") as fh:
             fh.write(_marker_text(seed, num_train, num_val))

@@ -72,7 +72,7 @@ def checkpoint_identity(checkpoint) -> dict:
     if variables_dir == config_dir / ck.VARIABLES_DIR and listing.is_file():
         kind, digest = "sha256 of weights.sha256", _sha256_bytes(listing.read_bytes())
     else:
-        rows = []
+        rows = [f"step\t{variables_dir.parent.name}"]
         for path in sorted(p for p in variables_dir.rglob("*") if p.is_file()):
             st = path.stat()
             rows.append(f"{path.relative_to(variables_dir).as_posix()}\t{st.st_size}\t{st.st_mtime_ns}")

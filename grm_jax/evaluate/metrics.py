@@ -1,4 +1,4 @@
-"""Tracking metrics (spec 7): pytracking-style OPE analysis and the GOT-10k toolkit metrics.
+"""Tracking metrics (docs/PARITY.md §9): pytracking-style OPE analysis and the GOT-10k toolkit metrics.
 
 Boxes are (N, 4) float arrays (x1, y1, w, h) in pixels, one row per frame; integer (truncated)
 or float predictions are both accepted. Everything here is plain numpy; results are dicts of
@@ -30,7 +30,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from grm_jax.boxes import iou_xywh
+from grm_jax.boxes import center_xywh, iou_xywh
 
 __all__ = [
     "OVERLAP_THRESHOLDS",
@@ -67,10 +67,6 @@ def _boxes(a, what: str, name: str) -> np.ndarray:
     if arr.ndim != 2 or arr.shape[1] != 4:
         raise ValueError(f"sequence {name!r}: {what} must have shape (N, 4), got {np.shape(a)}")
     return arr
-
-
-def _center(b: np.ndarray) -> np.ndarray:
-    return b[:, :2] + 0.5 * (b[:, 2:] - 1.0)
 
 
 def sequence_errors(pred_xywh, gt_xywh, visible=None, name: str = "sequence", dataset: str | None = None,
@@ -117,7 +113,7 @@ def sequence_errors(pred_xywh, gt_xywh, visible=None, name: str = "sequence", da
         vis = np.ones(gt.shape[0], dtype=bool)
 
     with np.errstate(invalid="ignore", divide="ignore"):
-        pc, gc = _center(pred), _center(gt)
+        pc, gc = center_xywh(pred), center_xywh(gt)
         center_error = np.sqrt(((pc - gc) ** 2).sum(axis=1))
         norm_center_error = np.sqrt(((pc / gt[:, 2:] - gc / gt[:, 2:]) ** 2).sum(axis=1))
         overlap = np.asarray(iou_xywh(pred, gt, pixel_inclusive=True), dtype=np.float64)

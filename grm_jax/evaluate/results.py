@@ -47,11 +47,6 @@ SEQUENCE_FILE_SUFFIXES = (".txt", "_time.txt", BAD_FRAMES_SUFFIX)
 _FORMATS = ("int", "float")
 
 
-# The one atomic writer lives in grm_jax.io_utils; this name is kept for modules that still
-# import it from here (new code: ``from grm_jax.io_utils import atomic_write_bytes``).
-_atomic_write_bytes = atomic_write_bytes
-
-
 def format_boxes(boxes_xywh, fmt: str = "int", delimiter: str = "\t") -> str:
     """(N, 4) boxes -> text, one line per box. fmt 'int' = truncation toward zero ('%d'), 'float' = '%.4f'."""
     if fmt not in _FORMATS:

@@ -22,7 +22,6 @@ roots.sample, which defaults to the generated data's cache folder). The 'folder'
 """
 from __future__ import annotations
 
-import math
 import pathlib
 from typing import Callable, Sequence as SequenceT
 
@@ -89,7 +88,7 @@ def _load_model(checkpoint):
 def run_evaluate(run: RunConfig, checkpoint, dataset: str, workdir, threshold: float | None = None,
                  sequences: SequenceT[str] | None = None, tracker_name: str | None = None, overwrite: bool = False,
                  on_sequence_done: Callable[[str], None] | None = None, model_and_variables=None,
-                 max_local_devices: int | None = None) -> dict:
+                 max_local_devices: int | None = None, attributes_dir=None) -> dict:
     """Track a benchmark with a model directory and score it. Returns the summary (also ``summary.json``).
 
     Result files go to ``workdir`` (``<seq>.txt``, ``<seq>_time.txt`` and, for unreadable frames,
@@ -102,7 +101,8 @@ def run_evaluate(run: RunConfig, checkpoint, dataset: str, workdir, threshold: f
     model_and_variables: optional already-loaded (model, variables) instead of loading ``checkpoint``.
     Several processes (multi-host, see ``grm_jax.evaluate.distribute``) each track their own share
     into the shared ``workdir``; process 0 scores. max_local_devices: use only the first N local
-    devices of each process (default: all).
+    devices of each process (default: all). attributes_dir: LaSOT attribute files (see
+    :mod:`grm_jax.evaluate.attributes`; default: looked for under the dataset root).
     """
     from grm_jax.evaluate import distribute  # noqa: PLC0415
     from grm_jax.model.attention import inference_attention  # noqa: PLC0415
@@ -153,7 +153,15 @@ def run_evaluate(run: RunConfig, checkpoint, dataset: str, workdir, threshold: f
     if clock is not None and clock.frames_done:
         speed.record_session(workdir, clock.frames_done, clock.wall_s, clock.compile_s, processes=topo.process_count,
                              devices=topo.devices, batch_sequences=batch)
-    names = [s.name for s in seqs]
+    _report(summary, seqs, root, workdir, tracker_name, fmt, clock, run.eval.on_bad_frame, attributes_dir)
+    return summary
+
+
+def _report(summary: dict, seqs, root, workdir: pathlib.Path, tracker_name: str, fmt: str, clock,
+            on_bad_frame: str, attributes_dir=None) -> None:
+    """Process 0, after tracking: scores (or builds the server submission), prints the table,
+    the speeds and the unreadable frames, and completes and writes ``summary.json``."""
+    key, names = summary["dataset"], [s.name for s in seqs]
     summary["bad_frames"] = {n: rows for n in names if (rows := res.read_bad_frames(workdir, n))}
     summary["bad_frame_count"] = sum(len(rows) for rows in summary["bad_frames"].values())
     if key in _SERVER_SCORED:
@@ -161,26 +169,25 @@ def run_evaluate(run: RunConfig, checkpoint, dataset: str, workdir, threshold: f
         summary["speed"] = speed.speed_fields(_toolkit_fps(workdir, names), speed.read_timing(workdir))
     else:
         out = compare.compare_trackers(seqs, {tracker_name: workdir}, workdir,
-                                       attribute_flags=_attribute_flags(key, root, names))
+                                       attribute_flags=_attribute_flags(key, root, names, attributes_dir))
         metrics = out["trackers"][0]
         summary["metrics"] = {k: metrics.get(k) for k in (*report.SUMMARY_KEYS, *report.GOT10K_KEYS, "fps")
                               if k in metrics}
-        summary["speed"] = metrics["speed"]
+        summary["speed"] = dict(metrics["speed"])
         _print_report(key, out)
     if clock is not None:
         summary["speed"]["this_run"] = {"frames": clock.frames_done, "wall_s": clock.wall_s,
                                         "compile_s": clock.compile_s, "frames_per_s": clock.frames_per_s()}
     print(speed.describe(summary["speed"]))
-    _print_bad_frames(summary["bad_frames"], run.eval.on_bad_frame)
+    _print_bad_frames(summary["bad_frames"], on_bad_frame)
     report.write_metrics_json(summary, workdir / manifest.SUMMARY_FILE)
-    return summary
 
 
-_BAD_FRAME_HINTS = {
-    "error": "to carry the previous box over unreadable frames instead, pass --on_bad_frame=skip "
-             "(config eval.on_bad_frame)",
-    "skip": "the first frame of a sequence initialises the tracker and cannot be skipped; "
-            "repair the file or leave the sequence out (--sequences)",
+_BAD_FRAME_HINTS = {  # attached to the data errors raised while tracking
+    "error": "if a frame is unreadable: --on_bad_frame=skip (config eval.on_bad_frame) carries the previous "
+             "box over it",
+    "skip": "--on_bad_frame=skip skips unreadable frames except the first frame of a sequence, which starts "
+            "the tracker; repair it or leave the sequence out (--sequences)",
 }
 
 
@@ -189,8 +196,6 @@ def _track(tracker, todo, workdir: pathlib.Path, fmt: str, desc: str, on_bad_fra
     """Tracks ``todo``, writing each sequence's files as it finishes (bad frames first, the box
     file last); returns the run's clock (frames, wall and compile seconds). An unreadable frame
     raises DataError naming the file (with on_bad_frame='skip': only a first frame)."""
-    from grm_jax.track.video import FrameError  # noqa: PLC0415
-
     clock = speed.TrackingClock(sum(len(s) for s in todo), len(todo), desc)
     with clock:
         try:
@@ -200,8 +205,9 @@ def _track(tracker, todo, workdir: pathlib.Path, fmt: str, desc: str, on_bad_fra
                 clock.sequence_done()
                 if on_sequence_done is not None:
                     on_sequence_done(r.name)
-        except (DataError, FrameError) as err:
-            raise DataError(str(err), hint=_BAD_FRAME_HINTS[on_bad_frame]) from err
+        except DataError as err:  # frame readers raise DataError (MissingFileError) naming the file
+            hint = "; ".join(h for h in (getattr(err, "hint", None), _BAD_FRAME_HINTS[on_bad_frame]) if h)
+            raise DataError(str(err), hint=hint) from err
     return clock
 
 

@@ -14,7 +14,8 @@ Three implementations, numerically equal up to the official softmax epsilon (~1e
   -inf masking, `jax.nn.dot_product_attention`), no N x N mask (inference only).
 - `fused_attention`: one `jax.nn.dot_product_attention` call over all queries with a
   boolean (B, 1, N, N) mask gathered once per block from the token categories; no float
-  mask, no per-head mask (inference only: the division must be one-hot).
+  mask, no per-head mask (inference only: the division must be one-hot). Config values
+  'fused' (jax's default implementation) and 'fused_cudnn' (cuDNN, NVIDIA + bfloat16).
 
 `inference_attention(backend)` names the implementation trackers use on each backend.
 """
@@ -31,10 +32,15 @@ RELATION_RULE = np.array([[1.0, 0.0, 1.0],
                           [1.0, 1.0, 1.0]], np.float32)
 SOFTMAX_EPS = 1e-6
 
+# ModelConfig.attention values that run `fused_attention` at inference -> its `implementation`.
+# 'fused_cudnn' asks for cuDNN's fused kernel (NVIDIA, bfloat16 compute); not verified on a GPU yet.
+FUSED_IMPLS = {"fused": None, "fused_cudnn": "cudnn"}
+
 # Implementation used for tracking/evaluation per jax backend (the checkpoint's ModelConfig.attention
-# is left as saved; trackers replace it). CPU: measured fastest end to end in benchmarks/RESULTS.md;
-# gpu/tpu: 'fused' (one dot_product_attention, no float mask) is the accelerator choice until measured.
-INFERENCE_ATTENTION = {"cpu": "fused", "gpu": "fused", "tpu": "fused"}
+# is left as saved; trackers replace it). cpu: 'masked' measured fastest (ViT-B 256, batch 1, fp32:
+# fused 2-8 % slower, separate 10-20 % slower; benchmarks/RESULTS.md). gpu/tpu: 'fused' (one
+# dot_product_attention, no float mask) is the accelerator choice, not yet measured on either.
+INFERENCE_ATTENTION = {"cpu": "masked", "gpu": "fused", "tpu": "fused"}
 
 
 def inference_attention(backend: str | None = None) -> str:
@@ -132,13 +138,16 @@ def category_mask(categories: jax.Array) -> jax.Array:
     return rule[categories[:, :, None], categories[:, None, :]][:, None]
 
 
-def fused_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+def fused_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None = None,
+                    implementation: str | None = None) -> jax.Array:
     """`jax.nn.dot_product_attention` on (B, N, H, hd) q/k/v (token-major, no head transpose).
 
     mask: (B, 1, N, N) bool from `category_mask`, or None for plain full attention. Masked keys
-    get exactly zero weight (the official formula leaves them ~1e-6 / N). Returns (B, N, H, hd).
+    get exactly zero weight (the official formula leaves them ~1e-6 / N). implementation: None
+    (jax picks; in jax 0.10 that is its XLA path on every backend) or 'cudnn' (cuDNN fused
+    attention: NVIDIA GPUs, bfloat16/float16 only). Returns (B, N, H, hd).
     """
-    return jax.nn.dot_product_attention(q, k, v, mask=mask)
+    return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=implementation)
 
 
 def split_heads_tokens(qkv: jax.Array, num_heads: int) -> tuple[jax.Array, jax.Array, jax.Array]:

@@ -25,7 +25,7 @@ RELATION_CATEGORIES = {
     "grm": (1, 2),
 }
 TEMPLATE_AGGREGATIONS = ("max", "mean")
-ATTENTION_IMPLS = ("masked", "separate", "fused")
+ATTENTION_IMPLS = ("masked", "separate", "fused", "fused_cudnn")
 DEFAULT_HEADS = {192: 3, 384: 6, 768: 12, 1024: 16}
 
 
@@ -46,8 +46,9 @@ class ModelConfig:
       drop_path_rate: stochastic depth at the last block (linear from 0), training only.
       attention: 'masked' (one dense masked softmax, the official formula; training always uses
         it), 'separate' (one attention per query category with key masks, the paper's 33 fps
-        variant) or 'fused' (one ``jax.nn.dot_product_attention`` with a boolean category mask).
-        The last two are inference-only; trackers pick ``attention.inference_attention(backend)``.
+        variant), 'fused' (one ``jax.nn.dot_product_attention`` with a boolean category mask) or
+        'fused_cudnn' (the same with cuDNN's kernel: NVIDIA GPUs, bfloat16). All but 'masked' are
+        inference-only; trackers pick ``attention.inference_attention(backend)``.
       layernorm_eps, batchnorm_eps: normalisation epsilons (1e-6 / 1e-5 officially).
     """
 

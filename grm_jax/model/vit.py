@@ -37,14 +37,15 @@ class Attention(nn.Module):
         cfg = self.config
         b, n, d = x.shape
         nz = cfg.num_template_tokens
-        fused = cfg.attention == "fused" and not train  # token-major (B,N,H,hd) layout, no transposes
+        fused = cfg.attention in attn_lib.FUSED_IMPLS and not train  # token-major (B,N,H,hd), no transposes
+        impl = attn_lib.FUSED_IMPLS.get(cfg.attention)
         split = attn_lib.split_heads_tokens if fused else attn_lib.split_heads
         q, k, v = split(_dense(3 * d, "qkv", self.dtype)(x), cfg.num_heads)
 
         division = None
         if not self.divide or cfg.search_categories == (2,):
             # first block, or one-stream form
-            out = attn_lib.fused_attention(q, k, v) if fused else attn_lib.full_attention(q, k, v)
+            out = attn_lib.fused_attention(q, k, v, None, impl) if fused else attn_lib.full_attention(q, k, v)
             if self.divide:
                 division = {"ea": jnp.ones((b, n - nz), jnp.float32)}
         else:
@@ -64,7 +65,8 @@ class Attention(nn.Module):
             policy_z = jnp.broadcast_to(jnp.array([1.0, 0.0, 0.0]), (b, nz, 3))
             policy = jnp.concatenate([policy_z, policy_x], axis=1)
             if fused:
-                out = attn_lib.fused_attention(q, k, v, attn_lib.category_mask(attn_lib.token_categories(policy)))
+                mask = attn_lib.category_mask(attn_lib.token_categories(policy))
+                out = attn_lib.fused_attention(q, k, v, mask, impl)
             elif cfg.attention == "separate" and not train:
                 out = attn_lib.separate_attention(q, k, v, policy, nz, cats)
             else:

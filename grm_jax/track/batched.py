@@ -24,7 +24,8 @@ BatchNorm uses running statistics), so the boxes equal a one-by-one run.
 
 Per-frame times (``SequenceResult.times``): the sample's own host work (waiting for its decoded
 frame, crop) plus its share (1 / active slots) of the lane's transfer + device wait and map-back;
-frame 0 holds the initialization time (read + template crop). ``BatchedTracker.stats`` sums the
+frame 0 holds the initialization time (read + template crop). Tracing and compiling a new batch
+shape is not counted (the evaluation summary reports it as ``compile_s``). ``BatchedTracker.stats`` sums the
 stages over a run (``profile=True`` blocks after each stage so they separate cleanly).
 """
 from __future__ import annotations
@@ -41,13 +42,12 @@ import numpy as np
 
 from grm_jax.distributed import batch_mesh, batch_sharding, replicated_sharding, round_up
 from grm_jax.errors import DataError
-from grm_jax.model.attention import inference_attention
+from grm_jax.evaluate.speed import CompileTimer
 from grm_jax.model.grm import GRM
 from grm_jax.track.frames import check_same_size
 from grm_jax.track.prefetch import FrameReader, FrameStream
-from grm_jax.track.video import FrameError
-from grm_jax.track.tracker import (TrackParams, check_frame, compute_dtype, postprocess, prepare_search,
-                                   prepare_template, run_step, validate_box)
+from grm_jax.track.tracker import (check_frame, postprocess, prepare_search,
+                                   prepare_template, resolve_tracking, run_step, validate_box)
 
 __all__ = ["BatchedTracker", "SequenceResult", "StageTimes", "default_lanes", "load_frame", "track_sequences"]
 
@@ -92,7 +92,7 @@ class StageTimes:
 def load_frame(frame, what: str = "frame") -> np.ndarray:
     """A frame given as an image path (read with OpenCV, BGR->RGB) or an (H, W, 3) uint8 RGB array."""
     if isinstance(frame, (str, os.PathLike)):
-        from grm_jax.track.video import read_image  # noqa: PLC0415
+        from grm_jax.track.frames import read_image  # noqa: PLC0415
 
         return read_image(frame)
     return check_frame(frame, what)
@@ -183,22 +183,14 @@ class BatchedTracker:
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model_config = model.config
-        self.dtype = compute_dtype(model, dtype)
-        if isinstance(track_config, TrackParams):
-            track_config = dataclasses.asdict(track_config)
-        self.params = TrackParams.from_config(track_config, self.model_config)
-        threshold = float(threshold)
-        if not np.isfinite(threshold) or not 0.0 <= threshold < 1.0:
-            raise ValueError(f"threshold must be in [0, 1), got {threshold}")
-        self.threshold = threshold
         devices = list(devices) if devices is not None else jax.local_devices()
+        self.params, self.dtype, self.threshold, self.attention = resolve_tracking(
+            model, track_config, threshold, dtype, attention, devices[0].platform)
         self.lanes = max(1, min(int(lanes or default_lanes(devices[0].platform)), int(batch_size)))
         lane_size = -(-int(batch_size) // self.lanes)
         self.devices = devices[:lane_size]  # more devices than slots would only run dummies
         self.lane_size = round_up(lane_size, len(self.devices))
         self.batch_size = self.lanes * self.lane_size
-        backend = self.devices[0].platform
-        self.attention = attention or inference_attention(backend)
         self.mesh = batch_mesh(self.devices)
         self._sharding = batch_sharding(self.mesh)
         self.variables = jax.device_put({k: variables[k] for k in ("params", "batch_stats")},
@@ -235,7 +227,7 @@ class BatchedTracker:
         try:
             frame, decode_s, wait_s = slot.stream.take(slot.index)
             check_same_size(frame, slot.hw, f"sequence {slot.name!r}, frame {slot.index}")
-        except (DataError, FrameError) as err:
+        except DataError as err:
             if self.on_bad_frame != "skip":
                 raise
             # an unreadable frame: track a black frame of the last size; _collect keeps the previous box
@@ -284,13 +276,14 @@ class BatchedTracker:
         if self.profile:
             jax.block_until_ready((search_dev, rf_dev))
         t1 = time.perf_counter()
-        box_px, _ = run_step(self.model_config, self.dtype, p.matmul_precision, self.variables, lane.templates,
-                             search_dev, rf_dev, self.threshold, self.attention)
+        with CompileTimer() as compiling:  # a new batch shape compiles: not the frames' time
+            box_px, _ = run_step(self.model_config, self.dtype, p.matmul_precision, self.variables, lane.templates,
+                                 search_dev, rf_dev, self.threshold, self.attention)
         if self.profile:
             box_px.block_until_ready()
         t2 = time.perf_counter()
         st.transfer, st.device, st.steps = st.transfer + (t1 - t0), st.device + (t2 - t1), st.steps + 1
-        lane.flight = _Flight(active, box_px, rfs, hws, host_s, t2 - t0)
+        lane.flight = _Flight(active, box_px, rfs, hws, host_s, max(t2 - t0 - compiling.seconds, 0.0))
 
     def _collect(self, lane: _Lane) -> list[int]:
         """Waits for the lane's device call, maps the boxes back; returns the finished slots' indices."""

@@ -86,19 +86,18 @@ def _progress_bar(total: int | None, show: bool | None):
 
 def run_track(run, checkpoint, video, init_box, workdir, threshold: float | None = None,
               show_division: bool = False, overlay_layers=None, model_and_variables=None,
-              write_video: bool = True, codec: str | None = None, progress: bool | None = None,
-              division_layers=None) -> dict:
+              write_video: bool = True, codec: str | None = None, progress: bool | None = None) -> dict:
     """Tracks ``video`` from ``init_box`` ('x,y,w,h' in pixels of the first frame) into ``workdir``.
 
     run: the RunConfig (its ``track`` section; ``track.threshold`` unless ``threshold`` is given,
-    else 0 = argmax). overlay_layers (alias division_layers): 0-based dividing blocks drawn with
+    else 0 = argmax). overlay_layers: 0-based dividing blocks drawn with
     ``show_division`` (default all). codec: see :class:`grm_jax.track.video.VideoWriter`.
     progress: tqdm bar (None = only on a terminal).
 
     Everything that can be checked is checked before the model is loaded: the init box, the
     workdir (WorkdirError when not writable), the video (DataError when missing or unreadable),
     the init box against the first frame. Returns the summary dict, plus 'boxes' (N, 4) float64
-    and, with show_division, 'ea_fractions' (N, L) (row 0 NaN) and 'division_layers'.
+    and, with show_division, 'ea_fractions' (N, L) (row 0 NaN) and 'overlay_layers'.
     """
     from grm_jax.track import video as vid  # noqa: PLC0415
     from grm_jax.track.frames import FrameSource, VideoEndedEarlyWarning  # noqa: PLC0415
@@ -108,39 +107,29 @@ def run_track(run, checkpoint, video, init_box, workdir, threshold: float | None
     out = ensure_writable_dir(workdir)
     track_cfg, default_threshold = _track_settings(run)
     threshold = default_threshold if threshold is None else float(threshold)
-    source = FrameSource(video)
-    frames = iter(source)
-    first = next(frames)
-    box = validate_box(box, "init box", image_hw=first.shape[:2])
-    model, variables = model_and_variables or _load_model(checkpoint)
-    tracker = _make_tracker(model, variables, track_cfg, threshold)
-    rows, layers = (division_rows(tracker.divide_layers, overlay_layers or division_layers)
-                    if show_division else ([], []))
-    with AtomicFiles() as files, warnings.catch_warnings():
-        warnings.simplefilter("ignore", VideoEndedEarlyWarning)  # reported in the summary instead
-        writer = (vid.VideoWriter(files.path(out / "tracked.mp4", keep_extension=True), source.fps or 30.0, codec)
-                  if write_video else None)
-        try:
+    with FrameSource(video) as source:  # releases a video file however the run ends
+        frames = iter(source)
+        first = next(frames)
+        box = validate_box(box, "init box", image_hw=first.shape[:2])
+        model, variables = model_and_variables or _load_model(checkpoint)
+        tracker = _make_tracker(model, variables, track_cfg, threshold)
+        rows, layers = (division_rows(tracker.divide_layers, overlay_layers)
+                        if show_division else ([], []))
+        with AtomicFiles() as files, warnings.catch_warnings():
+            warnings.simplefilter("ignore", VideoEndedEarlyWarning)  # reported in the summary instead
+            writer = (vid.VideoWriter(files.path(out / "tracked.mp4", keep_extension=True), source.fps or 30.0, codec)
+                      if write_video else None)
             boxes, fractions, times = _track_frames(tracker, first, frames, box, writer, rows, layers, source,
                                                     progress)
-        finally:
-            if writer is not None:
-                writer.close()
-        summary = _summary(source, video, box, threshold, boxes, times, writer, layers)
-        files.write_text(out / "boxes.txt", _format_boxes(boxes))
-        if show_division:
-            files.write_text(out / "division.json", json.dumps(
-                {"layers": layers, "frame_index": list(range(1, len(boxes))),
-                 "ea_fraction": np.asarray(fractions)[1:].round(4).tolist()}) + "\n")
-        files.write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-        written = {p.name for p in files.commit()}
+            summary = _summary(source, video, box, threshold, boxes, times, writer, layers)
+            written = _write_outputs(files, out, boxes, fractions, layers, summary)
     for name in set(OUTPUT_FILES) - written:  # left by an earlier run with other options
         (out / name).unlink(missing_ok=True)
     print(_summary_line(summary, out))
     result = dict(summary, boxes=boxes, boxes_path=str(out / "boxes.txt"),
                   video_path=str(out / "tracked.mp4") if writer is not None else None)
     if show_division:
-        result.update(ea_fractions=np.asarray(fractions), division_layers=layers)
+        result.update(ea_fractions=np.asarray(fractions), overlay_layers=layers)
     return result
 
 
@@ -158,7 +147,28 @@ def _make_tracker(model, variables, track_cfg, threshold: float):
 
 
 def _track_frames(tracker, first, frames, box, writer, rows, layers, source, progress):
-    """The tracking loop -> (boxes (N, 4), E_A fractions per frame (N, L), per-frame seconds)."""
+    """The tracking loop -> (boxes (N, 4), E_A fractions per frame (N, L), per-frame seconds).
+    Closes ``writer`` (the video is complete only when this returns)."""
+    try:
+        return _tracking_loop(tracker, first, frames, box, writer, rows, layers, source, progress)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _write_outputs(files, out: pathlib.Path, boxes, fractions, layers, summary: dict) -> set[str]:
+    """Adds boxes.txt, division.json (when ``layers``) and summary.json to ``files`` and commits
+    them with the video -> the names written."""
+    files.write_text(out / "boxes.txt", _format_boxes(boxes))
+    if layers:
+        files.write_text(out / "division.json", json.dumps(
+            {"layers": list(layers), "frame_index": list(range(1, len(boxes))),
+             "ea_fraction": np.asarray(fractions)[1:].round(4).tolist()}) + "\n")
+    files.write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return {p.name for p in files.commit()}
+
+
+def _tracking_loop(tracker, first, frames, box, writer, rows, layers, source, progress):
     from grm_jax.track import video as vid  # noqa: PLC0415
 
     show_division = bool(layers)
@@ -204,7 +214,7 @@ def _summary(source, video, box, threshold, boxes, times, writer, layers) -> dic
         "fps": 1.0 / median if times else None,
         "codec": writer.codec if writer is not None else None,
         "codec_description": writer.codec_description if writer is not None else None,
-        "division_layers": list(layers) or None,
+        "overlay_layers": list(layers) or None,
     }
     return summary
 

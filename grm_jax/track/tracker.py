@@ -1,4 +1,4 @@
-"""Single-sequence GRM tracker: the official tracking procedure (spec 5), one device call per frame.
+"""Single-sequence GRM tracker: the official tracking procedure (docs/PARITY.md §7), one device call per frame.
 
     model, variables = grm_jax.load_model("out/grm_got")
     tracker = Tracker(model, variables, config.track, threshold=0.0)
@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import warnings
 from typing import Any, Mapping
 
 import jax
@@ -31,51 +30,40 @@ import jax.numpy as jnp
 import numpy as np
 
 from grm_jax.boxes import clip_box_with_margin, map_box_back
-from grm_jax.crop import sample_target
+from grm_jax.crop import IMAGENET_MEAN, IMAGENET_STD, sample_target
 from grm_jax.errors import ConfigError, DataError
 from grm_jax.model.attention import inference_attention
 from grm_jax.model.config import ModelConfig
 from grm_jax.model.grm import GRM
 from grm_jax.model.head import decode_boxes
+from grm_jax.run_config import TrackConfig
 from grm_jax.track.window import hann2d
 
 __all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
     "TrackParams",
     "Tracker",
     "check_frame",
     "compute_dtype",
+    "device_step",
     "inference_config",
     "postprocess",
     "prepare_search",
     "prepare_template",
+    "resolve_tracking",
+    "run_step",
     "step_function",
     "validate_box",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 # ----------------------------------------------------------------------------------------------
 # Parameters
 # ----------------------------------------------------------------------------------------------
 
-def _get(cfg, key, default):
-    if cfg is None:
-        return default
-    if isinstance(cfg, Mapping):
-        return cfg.get(key, default)
-    try:
-        return cfg.get(key, default)  # ml_collections.ConfigDict
-    except AttributeError:
-        return getattr(cfg, key, default)
-
-
 @dataclasses.dataclass(frozen=True)
 class TrackParams:
-    """Tracking procedure parameters (spec 5).
+    """Tracking procedure parameters (docs/PARITY.md §7), resolved for one model.
 
     template_factor / template_size: template crop (2.0 / 128 officially).
     search_factor / search_size: search crop (4.0 / 256 for ViT-B, 5.0 / 320 for GRM-L320).
@@ -92,32 +80,35 @@ class TrackParams:
     matmul_precision: str | None = "highest"
 
     @classmethod
-    def from_config(cls, track_config, model_config: ModelConfig | None = None) -> "TrackParams":
-        """From ``config.track`` (ConfigDict, dict or None). Crop sizes follow ``model_config`` (the
-        checkpoint) when given; a differing run-config size gives a warning and is ignored."""
+    def from_config(cls, track_config=None, model_config: ModelConfig | None = None) -> "TrackParams":
+        """track_config: a run config's ``TrackConfig``, a ``TrackParams``, a mapping of TrackConfig
+        fields, or None (defaults). The crop sizes are the model's (``model_config``; the defaults
+        without one): they are not tracking settings, and a mapping that names one is refused."""
+        if isinstance(track_config, TrackParams):
+            track_config = {k: v for k, v in dataclasses.asdict(track_config).items() if not k.endswith("_size")}
+        if track_config is None or isinstance(track_config, Mapping):
+            track_config = _track_config_from_mapping(track_config or {})
         d = cls()
-        p = cls(
-            template_factor=float(_get(track_config, "template_factor", d.template_factor)),
-            template_size=int(_get(track_config, "template_size", d.template_size)),
-            search_factor=float(_get(track_config, "search_factor", d.search_factor)),
-            search_size=int(_get(track_config, "search_size", d.search_size)),
-            clip_margin=int(_get(track_config, "clip_margin", d.clip_margin)),
-            matmul_precision=_get(track_config, "matmul_precision", d.matmul_precision),
-        )
-        if model_config is not None:
-            changes = {}
-            for name in ("template_size", "search_size"):
-                ours, theirs = getattr(p, name), int(getattr(model_config, name))
-                if ours != theirs:
-                    warnings.warn(f"track.{name}={ours} differs from the checkpoint's {name}={theirs}; "
-                                  f"using the checkpoint's value {theirs}", stacklevel=3)
-                    changes[name] = theirs
-            if changes:
-                p = dataclasses.replace(p, **changes)
+        p = cls(template_factor=float(track_config.template_factor),
+                search_factor=float(track_config.search_factor),
+                clip_margin=int(track_config.clip_margin),
+                matmul_precision=track_config.matmul_precision,
+                template_size=int(model_config.template_size) if model_config else d.template_size,
+                search_size=int(model_config.search_size) if model_config else d.search_size)
         if not (p.template_factor > 0 and p.search_factor > 0):
-            raise ValueError(f"crop factors must be > 0, got template {p.template_factor}, "
-                             f"search {p.search_factor}")
+            raise ConfigError(f"crop factors must be > 0, got track.template_factor={p.template_factor}, "
+                              f"track.search_factor={p.search_factor}")
         return p
+
+
+def _track_config_from_mapping(values: Mapping) -> TrackConfig:
+    fields = {f.name for f in dataclasses.fields(TrackConfig)}
+    for key in values:
+        if key not in fields:
+            hint = (f"; crop sizes come from the model (model.{key})" if key.endswith("_size") else
+                    f"; known: {', '.join(sorted(fields))}")
+            raise ConfigError(f"unknown tracking setting track.{key}{hint}")
+    return TrackConfig(**values)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -198,7 +189,7 @@ def prepare_search(frame: np.ndarray, state_xywh: np.ndarray, params: TrackParam
 
 
 def postprocess(box_px_f32, prev_state_xywh, resize_factor, image_hw, params: TrackParams) -> np.ndarray:
-    """Spec 5 steps 5-6 on host in float64: crop-relative (cx,cy,w,h) pixels -> clipped (x1,y1,w,h).
+    """Map-back and clipping (docs/PARITY.md §7) on host in float64: crop-relative (cx,cy,w,h) pixels -> clipped (x1,y1,w,h).
 
     box_px_f32: (..., 4) float32 ``(box * S) / resize_factor`` from the device step.
     prev_state_xywh: (..., 4) float64; resize_factor: scalar or (...,); image_hw: (H, W) or
@@ -239,11 +230,26 @@ def step_function(model_config: ModelConfig, dtype: Any = jnp.float32, attention
     attention: implementation (None = ``inference_attention()``, see :func:`inference_config`).
     One function per (architecture, dtype, attention), cached, so every tracker of that architecture
     shares the compiled executables (one per batch size and input sharding)."""
-    return _cached_step(inference_config(model_config, attention), jnp.dtype(dtype))
+    config, dtype = inference_config(model_config, attention), jnp.dtype(dtype)
+    if config.attention == "fused_cudnn" and (dtype != jnp.bfloat16 or jax.default_backend() != "gpu"):
+        raise ConfigError(f"track.attention='fused_cudnn' needs an NVIDIA GPU and track.dtype='bfloat16' "
+                          f"(backend {jax.default_backend()!r}, dtype {dtype.name!r})")
+    return _cached_step(config, dtype)
+
+
+def device_step(model_config: ModelConfig, dtype: Any = jnp.float32, attention: str | None = None,
+                score_map: bool = False):
+    """The un-jitted body of :func:`step_function` (used by ``grm_jax.export``). With ``score_map``
+    it also returns the network's score map (B, Hs, Ws, 1) float32 (sigmoid, before the window)."""
+    return _step_body(inference_config(model_config, attention), jnp.dtype(dtype), score_map)
 
 
 @functools.lru_cache(maxsize=None)
 def _cached_step(model_config: ModelConfig, dtype):
+    return jax.jit(_step_body(model_config, dtype, False))
+
+
+def _step_body(model_config: ModelConfig, dtype, score_map: bool):
     model = GRM(model_config) if dtype == jnp.float32 else GRM(model_config, dtype=dtype)
     window = jnp.asarray(hann2d(model_config.search_grid))[None, :, :, None]
     s = float(model_config.search_size)
@@ -258,9 +264,11 @@ def _cached_step(model_config: ModelConfig, dtype):
             decisions = jnp.stack(out["decisions"], axis=1) > 0.5
         else:
             decisions = jnp.zeros((search_u8.shape[0], 0, n_x), bool)
+        if score_map:
+            return box_px, decisions, out["score_map"].astype(jnp.float32)
         return box_px, decisions
 
-    return jax.jit(step)
+    return step
 
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
@@ -277,6 +285,18 @@ def compute_dtype(model, dtype=None) -> jnp.dtype:
     if value is None or value.name not in COMPUTE_DTYPES:
         raise ConfigError(f"track.dtype={dtype!r}: expected one of {COMPUTE_DTYPES}")
     return value
+
+
+def resolve_tracking(model: GRM, track_config=None, threshold: float = 0.0, dtype=None, attention: str | None = None,
+                     backend: str | None = None) -> tuple[TrackParams, jnp.dtype, float, str]:
+    """The settings both trackers resolve from their arguments, checked in one place: (params,
+    compute dtype, threshold in [0, 1), attention implementation (None = the fastest verified one
+    for ``backend``, default: jax's default backend))."""
+    threshold = float(threshold)
+    if not math.isfinite(threshold) or not 0.0 <= threshold < 1.0:
+        raise ValueError(f"threshold must be in [0, 1), got {threshold}")
+    return (TrackParams.from_config(track_config, model.config), compute_dtype(model, dtype), threshold,
+            attention or inference_attention(backend))
 
 
 def run_step(model_config: ModelConfig, dtype, precision, variables, template_u8, search_u8, resize_factor,
@@ -301,10 +321,10 @@ class Tracker:
     """The official GRM tracker for one sequence.
 
     Args:
-      model: a ``grm_jax.GRM`` (its config decides template/search sizes: the checkpoint wins over
-        ``track_config`` with a warning).
+      model: a ``grm_jax.GRM`` (its config decides the template/search crop sizes).
       variables: {'params', 'batch_stats'}.
-      track_config: ``config.track`` (ConfigDict / dict / None for defaults) or a TrackParams.
+      track_config: the run config's ``track`` (TrackConfig), a mapping of its fields, a
+        TrackParams, or None for the defaults (see ``TrackParams.from_config``).
       threshold: token-division threshold (0 = argmax; benchmark defaults in
         ``grm_jax.datasets.official_threshold``).
       dtype: compute dtype, 'float32' or 'bfloat16' (None = the model's; run config ``track.dtype``).
@@ -319,16 +339,8 @@ class Tracker:
     def __init__(self, model: GRM, variables, track_config=None, threshold: float = 0.0, dtype=None,
                  attention: str | None = None):
         self.model_config: ModelConfig = model.config
-        self.dtype = compute_dtype(model, dtype)
-        self.attention = inference_config(self.model_config, attention).attention
-        if isinstance(track_config, TrackParams):
-            self.params = TrackParams.from_config(dataclasses.asdict(track_config), self.model_config)
-        else:
-            self.params = TrackParams.from_config(track_config, self.model_config)
-        threshold = float(threshold)
-        if not math.isfinite(threshold) or not 0.0 <= threshold < 1.0:
-            raise ValueError(f"threshold must be in [0, 1), got {threshold}")
-        self.threshold = threshold
+        self.params, self.dtype, self.threshold, self.attention = resolve_tracking(
+            model, track_config, threshold, dtype, attention)
         self.variables = jax.device_put({k: variables[k] for k in ("params", "batch_stats")})
         self.state: np.ndarray | None = None
         self.template_crop: np.ndarray | None = None

@@ -26,8 +26,6 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from grm_jax.track.frames import (FrameError, IMAGE_EXTENSIONS, frame_count, iter_frames, list_frame_files,  # noqa: F401
-                                  read_image, video_fps)
 
 __all__ = [
     "CODECS",

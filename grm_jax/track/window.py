@@ -1,4 +1,4 @@
-"""Cosine (Hann) window applied to the tracker's score map (spec 5, step 3)."""
+"""Cosine (Hann) window applied to the tracker's score map (docs/PARITY.md §7)."""
 from __future__ import annotations
 
 import numpy as np

@@ -38,6 +38,7 @@ from grm_jax import checkpoint as ckpt_lib
 from grm_jax.datasets.registry import TRAIN, resolve
 from grm_jax.distributed import initialize_distributed
 from grm_jax.errors import MissingFileError, TrainingError, WorkdirError
+from grm_jax.io_utils import ensure_writable_dir
 from grm_jax.run_config import RunConfig, TrainConfig
 from grm_jax.train import checkpointing, sample_run
 from grm_jax.train import step as step_lib
@@ -134,7 +135,7 @@ def _claim_workdir(workdir: pathlib.Path, run: RunConfig) -> WorkdirLock | None:
     lock, error = None, None
     if jax.process_index() == 0:
         try:
-            workdir.mkdir(parents=True, exist_ok=True)
+            ensure_writable_dir(workdir)
             lock = WorkdirLock.acquire(workdir, say)
             write_run_files(workdir, run, run.model)
         except Exception as err:  # noqa: BLE001  (re-raised below, after telling the other processes)
@@ -298,5 +299,18 @@ def _after_training(s: _Session, step: int, means: dict, sample: bool, t_start: 
     if sample and s.run.train.eval_after and newest is not None and jax.process_index() == 0:
         result["eval"] = sample_run.after_sample_training(s.run, str(s.workdir), str(s.workdir))
         print(result["eval"], flush=True)
+    say(_where_outputs_went(s.workdir, newest))
     say(f"total wall time {time.time() - t_start:.0f} s")
     return result
+
+
+def _where_outputs_went(workdir: pathlib.Path, newest) -> str:
+    """The closing lines naming every output of the run and how to use it."""
+    rows = [f"outputs in {workdir}:",
+            f"  checkpoint   {newest}  (track / evaluate with --checkpoint={workdir})",
+            f"  TensorBoard  {workdir / ckpt_lib.TENSORBOARD_DIR}  (tensorboard --logdir {workdir})",
+            f"  run config   {workdir / ckpt_lib.RUN_CONFIG_FILE}"]
+    report = workdir / sample_run.SAMPLE_REPORT_DIR
+    if report.is_dir():
+        rows.append(f"  evaluation   {report / 'results.md'}, plots {report}/*.png, result files {report}/*/")
+    return "\n".join(rows)

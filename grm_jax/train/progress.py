@@ -1,5 +1,7 @@
-"""What the training loop shows and records, and the process-aware helpers it uses: a progress bar (or, when the console is not a
-terminal, one line per log interval) and TensorBoard scalars in ``<workdir>/tensorboard``.
+"""What the training loop shows and records, and the process-aware helpers it uses.
+
+A progress bar (or, when the console is not a terminal, one line per log interval) and
+TensorBoard scalars in ``<workdir>/tensorboard``.
 
 Only process 0 writes anything. Logged values are means over the steps since the previous log:
 loss terms, IoU, LRs, gradient norm, E_A fraction per dividing block, and pairs/s.
@@ -75,19 +77,21 @@ class Progress:
         """Means of the per-step ``metrics`` (host values) plus pairs/s since the last log."""
         elapsed = max(time.time() - self._t, 1e-9)
         means = {k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]}
-        means["pairs_per_sec"] = self._steps * self.global_batch / elapsed
+        if self._steps:  # none when logging right after the compilation step
+            means["pairs_per_sec"] = self._steps * self.global_batch / elapsed
         self._t, self._steps = time.time(), 0
         if not self.enabled:
             return means
         for k, v in means.items():
             self.writer.add_scalar(k if "/" in k else f"train/{k}", v, step)
         self.writer.flush()
+        speed = f"{means['pairs_per_sec']:.2f}" if "pairs_per_sec" in means else "-"
         if self.bar is not None:
-            self.bar.set_postfix(loss=f"{means['loss']:.4f}", iou=f"{means['iou']:.3f}",
-                                 pairs_s=f"{means['pairs_per_sec']:.2f}", refresh=False)
+            self.bar.set_postfix(loss=f"{means['loss']:.4f}", iou=f"{means['iou']:.3f}", pairs_s=speed,
+                                 refresh=False)
         else:
-            print(f"step {step}/{self.total}  loss {means['loss']:.4f}  iou {means['iou']:.3f}  "
-                  f"{means['pairs_per_sec']:.2f} pairs/s", flush=True)
+            print(f"step {step}/{self.total}  loss {means['loss']:.4f}  iou {means['iou']:.3f}  {speed} pairs/s",
+                  flush=True)
         return means
 
     def close(self) -> None:

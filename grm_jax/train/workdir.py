@@ -24,6 +24,7 @@ from typing import Callable
 
 from grm_jax import checkpoint as ckpt_lib
 from grm_jax.errors import WorkdirError
+from grm_jax.io_utils import atomic_write_text
 from grm_jax.model.config import ModelConfig
 from grm_jax.run_config import RunConfig
 
@@ -75,7 +76,11 @@ class WorkdirLock:
 
     def release(self) -> None:
         """Removes the lock file if it is still ours."""
-        if _read_lock(self.path) == self.holder:
+        try:
+            ours = _read_lock(self.path) == self.holder
+        except WorkdirError:  # replaced by something else: not ours to remove
+            ours = False
+        if ours:
             self.path.unlink(missing_ok=True)
 
     def __enter__(self) -> "WorkdirLock":
@@ -157,8 +162,6 @@ def _remove_if_unchanged(path: pathlib.Path, holder: dict) -> bool:
 def write_run_files(workdir: pathlib.Path, run: RunConfig, model_config: ModelConfig) -> None:
     """Writes ``model_config.json`` and ``config.json``; refuses a workdir whose checkpoints were
     trained with another model (WorkdirError naming the differing fields)."""
-    from grm_jax.io_utils import atomic_write_bytes  # noqa: PLC0415  (the one atomic writer)
-
     existing = workdir / ckpt_lib.CONFIG_FILE
     if existing.is_file() and ckpt_lib.checkpoint_steps(workdir):
         old = ckpt_lib.read_model_config(workdir)
@@ -169,4 +172,4 @@ def write_run_files(workdir: pathlib.Path, run: RunConfig, model_config: ModelCo
                                hint="train into a new --workdir, or restore the model settings of that run")
     ckpt_lib.write_model_config(workdir, model_config)
     text = json.dumps({"name": run.name, **run.to_dict()}, indent=2, sort_keys=True) + "\n"
-    atomic_write_bytes(workdir / ckpt_lib.RUN_CONFIG_FILE, text.encode())
+    atomic_write_text(workdir / ckpt_lib.RUN_CONFIG_FILE, text)

@@ -1,0 +1,92 @@
+"""ONNX export of the tracking step through ``jax2onnx`` (extra ``[onnx]``), run with onnxruntime.
+
+The ONNX graph is the same device step as the ``jax.export`` artifact (:mod:`grm_jax.export.build`)
+with the weights as initializers: inputs ``template`` (B,T,T,3) uint8, ``search`` (B,S,S,3) uint8,
+``resize_factor`` (B,) float32, ``threshold`` () float32; outputs ``box_px`` (B,4) float32,
+``decisions`` (B,L,Nx) bool, ``score_map`` (B,Hs,Ws,1) float32 (see :mod:`grm_jax.export.loader`).
+
+jax2onnx 0.17 pins orbax-checkpoint < 0.11.37, older than grm-jax's working environment: install
+the extra into its own virtual environment (README, "Deploying").
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from grm_jax.errors import ConfigError
+from grm_jax.export.build import INPUT_NAMES, OUTPUT_NAMES, StepSpec, metadata, step_avals, step_fn
+from grm_jax.export.loader import META_FILE, read_metadata
+from grm_jax.io_utils import AtomicFiles
+
+__all__ = ["ONNX_FILE", "OnnxStep", "export_onnx", "load_onnx"]
+
+ONNX_FILE = "step.onnx"
+
+
+def _require(module: str):
+    try:
+        return __import__(module)
+    except ImportError:
+        raise ConfigError(f"ONNX export needs the '{module}' package, which is not installed",
+                          hint='pip install -e ".[onnx]" (in its own virtual environment; README, Deploying)') from None
+
+
+def export_onnx(spec: StepSpec, out_dir, opset: int = 23) -> Path:
+    """Writes ``out_dir`` (step.onnx, export.json; replaced together) -> out_dir. float32 only."""
+    _require("jax2onnx")
+    import jax  # noqa: PLC0415
+    from jax2onnx import to_onnx  # noqa: PLC0415
+
+    if spec.dtype != "float32":
+        raise ConfigError(f"--dtype={spec.dtype}: the ONNX export is float32 only")
+    body, variables = step_fn(spec), jax.device_put(spec.variables)
+
+    def step(template_u8, search_u8, resize_factor, threshold):
+        return body(variables, template_u8, search_u8, resize_factor, threshold)
+
+    avals = step_avals(spec)
+    out_avals = jax.eval_shape(step, *avals)
+    ir_log = logging.getLogger("onnx_ir")  # one warning per untyped shape constant: not actionable
+    level = ir_log.level
+    ir_log.setLevel(logging.ERROR)
+    try:
+        model = to_onnx(step, list(avals), model_name="grm_jax_step", opset=opset, return_mode="proto",
+                        input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES))
+    finally:
+        ir_log.setLevel(level)
+    out_dir = Path(out_dir)
+    meta = metadata(spec, "onnx", out_avals, opset=opset)
+    with AtomicFiles() as out:
+        out.write_bytes(out_dir / ONNX_FILE, model.SerializeToString())
+        out.write_text(out_dir / META_FILE, json.dumps(meta, indent=1) + "\n")
+    return out_dir
+
+
+class OnnxStep:
+    """An onnxruntime session of an ONNX export: ``step(template_u8, search_u8, resize_factor,
+    threshold=0.0)`` -> (box_px, decisions, score_map) as numpy arrays; ``metadata`` is export.json."""
+
+    def __init__(self, session, metadata: dict):
+        self.session = session
+        self.metadata = metadata
+
+    def __call__(self, template_u8, search_u8, resize_factor, threshold=0.0):
+        feeds = dict(zip(INPUT_NAMES, (np.asarray(template_u8, np.uint8), np.asarray(search_u8, np.uint8),
+                                       np.asarray(resize_factor, np.float32).reshape(-1),
+                                       np.asarray(threshold, np.float32))))
+        return tuple(self.session.run(list(OUTPUT_NAMES), feeds))
+
+
+def load_onnx(path, providers=("CPUExecutionProvider",)) -> OnnxStep:
+    """The export directory ``path`` written with ``--format onnx`` -> :class:`OnnxStep`."""
+    ort = _require("onnxruntime")
+    meta = read_metadata(path, "onnx")
+    onnx_path = Path(path) / ONNX_FILE
+    if not onnx_path.is_file():
+        raise FileNotFoundError(f"{onnx_path}: missing from the export")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only (not the notes on unused initializers)
+    return OnnxStep(ort.InferenceSession(str(onnx_path), options, providers=list(providers)), meta)

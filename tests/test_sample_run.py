@@ -1,0 +1,121 @@
+"""The sample run (no dataset configured): the generated data, the run config and banner it trains
+with, and a CI-size end-to-end run through ``run_train`` that ends with the score table of our
+tracker next to the first-frame-box baseline."""
+import dataclasses
+import math
+import os
+import re
+
+import numpy as np
+import pytest
+
+from data_pipelines.sources import sample as gen
+from grm_jax.configuration import load_run_config
+from grm_jax.train import loop, sample_run
+
+# CI size: a micro model and a small dataset instead of the recipe's (the recipe itself is checked
+# in test_cpu_recipe_config without training).
+MICRO = dataclasses.replace(sample_run.CPU_RECIPE, steps=40, batch=8, model=dict(
+    embed_dim=64, depth=3, num_heads=2, head_channels=16, patch_size=16, template_size=32, search_size=64,
+    predictor_hidden=(32, 16), drop_path_rate=0.0))
+
+
+def _tree(path):
+    out = {}
+    for base, _, files in os.walk(path):
+        for f in files:
+            with open(os.path.join(base, f), "rb") as fh:
+                out[os.path.relpath(os.path.join(base, f), path)] = fh.read()
+    return out
+
+
+def test_generator_sizes_reuse_and_versions(tmp_path):
+    small = gen.ensure_sample_dataset(tmp_path / "small", num_train=2, num_val=1)
+    big = gen.ensure_sample_dataset(tmp_path / "big", num_train=3, num_val=2)
+    a, b = _tree(small), _tree(big)
+    # sequence k depends only on (seed, split, k): the bigger dataset extends the smaller one
+    shared = [k for k in a if "Train_000001" in k or "Train_000002" in k or "Val_000001" in k]
+    assert shared and all(a[k] == b[k] for k in shared)
+    assert gen.ensure_sample_dataset(big) == big  # readers accept any size
+    with pytest.raises(FileExistsError, match="other parameters"):
+        gen.ensure_sample_dataset(big, num_train=4, num_val=2)
+    # a dataset of an older generator version is replaced
+    old = tmp_path / "old"
+    (old / "train").mkdir(parents=True)
+    (old / ".complete").write_text("grm-jax-sample-v1 seed=20230601 train=8 val=3\n")
+    gen.ensure_sample_dataset(old, num_train=1, num_val=1)
+    assert (old / ".complete").read_text().startswith(gen.SAMPLE_VERSION)
+    assert sorted(os.listdir(old / "train")) == ["GOT-10k_Train_000001", "list.txt"]
+    assert not [p for p in os.listdir(tmp_path) if ".old-" in p or ".tmp-" in p]
+
+
+def test_uses_sample_data():
+    run = load_run_config("grm_got")
+    assert sample_run.uses_sample_data(run)
+    assert not sample_run.uses_sample_data(load_run_config("grm_got", ["data.roots.got10k=/data/GOT10k"]))
+    assert not sample_run.uses_sample_data(load_run_config("grm_got", ["data.packed_dir=/data/packs"]))
+    mix = load_run_config("grm", ["data.roots.lasot=/data/LaSOT"])  # one of four roots set
+    assert not sample_run.uses_sample_data(mix)
+
+
+def test_cpu_recipe_config(tmp_path, monkeypatch):
+    monkeypatch.setattr(sample_run, "SAMPLE_TRAIN_SEQUENCES", 2)
+    monkeypatch.setattr(sample_run, "SAMPLE_VAL_SEQUENCES", 1)
+    run = load_run_config("grm_got", [f"data.roots.sample={tmp_path / 'data'}",
+                                      "init.mae=/weights/mae_pretrain_vit_base.pth"])
+    new, banner = sample_run.sample_run_config(run, "cpu", 1, 1)
+    recipe = sample_run.CPU_RECIPE
+    assert new.model == run.model.replace(**recipe.model)  # reduced, same relation and division rule
+    assert new.model.divide_layers == tuple(range(1, new.model.depth))
+    assert new.data.datasets == ("sample_train",) and new.data.roots["sample"] == str(tmp_path / "data")
+    assert (tmp_path / "data" / "val" / "list.txt").read_text().split() == ["GOT-10k_Val_000001"]
+    assert new.data.num_workers == 0 and new.init.mae is None
+    t = new.train
+    assert (t.batch_size, t.max_steps, t.lr, t.backbone_lr_mult, t.keep_checkpoints) == \
+        (recipe.batch, recipe.steps, recipe.lr, 1.0, 1)
+    sched = loop.plan_schedule(t, new.data.samples_per_epoch)
+    assert sched.total_steps == recipe.steps and sched.drop_step == int(0.8 * recipe.steps)
+    assert t.eval_after and new.eval.batch_sequences == 1
+    for text in ("REDUCED", "dim 128", "dim 768", "--config.data.roots.got10k=", "GPU or TPU",
+                 f"{recipe.steps} steps x {recipe.batch} pairs", "config.init.mae is ignored"):
+        assert text in banner, text
+    # train.max_steps cuts the schedule
+    short, _ = sample_run.sample_run_config(run.replace(train=dataclasses.replace(run.train, max_steps=3)),
+                                            "cpu", 1, 1)
+    assert short.train.max_steps == 3
+
+
+def test_accelerator_keeps_the_configured_model(tmp_path, monkeypatch):
+    monkeypatch.setattr(sample_run, "SAMPLE_TRAIN_SEQUENCES", 1)
+    monkeypatch.setattr(sample_run, "SAMPLE_VAL_SEQUENCES", 1)
+    run = load_run_config("grm_got", [f"data.roots.sample={tmp_path}"])
+    new, banner = sample_run.sample_run_config(run, "gpu", 3, 1)
+    assert new.model == run.model and "REDUCED" not in banner and "the configured GRM" in banner
+    assert new.train.batch_size % 3 == 0 and new.train.batch_size >= sample_run.ACCELERATOR_RECIPE.batch
+
+
+def test_end_to_end_table(tmp_path, monkeypatch, capsys):
+    """CI-size sample run through run_train: a few steps of a micro model, then the table."""
+    monkeypatch.setattr(sample_run, "SAMPLE_TRAIN_SEQUENCES", 3)
+    monkeypatch.setattr(sample_run, "SAMPLE_VAL_SEQUENCES", 2)
+    monkeypatch.setattr(sample_run, "CPU_RECIPE", MICRO)
+    run = load_run_config("grm_got", ["train.max_steps=2", f"data.roots.sample={tmp_path / 'data'}"])
+    out = loop.run_train(run, tmp_path / "run")
+    assert out["step"] == 2
+    printed = capsys.readouterr().out
+    assert "SHORT DEMONSTRATION RUN" in printed and "REDUCED" in printed
+    table = out["eval"]
+    assert table in printed
+    rows = {}
+    for name in (sample_run.OURS, sample_run.BASELINE):
+        m = re.search(re.escape(name) + r"\s+(\S+)\s+(\S+)", table)
+        assert m, table
+        rows[name] = [float(v) for v in m.groups()]
+        assert all(math.isfinite(v) and 0 <= v <= 100 for v in rows[name]), table
+    report = tmp_path / "run" / "eval_sample"
+    assert (report / "success_plot.png").is_file() and (report / "results.md").is_file()
+    assert str(report / "success_plot.png") in table
+    # the baseline repeats the first box: its files hold the init box in every row
+    gt = np.loadtxt(tmp_path / "data" / "val" / "GOT-10k_Val_000001" / "groundtruth.txt", delimiter=",")
+    base = np.loadtxt(report / "first_frame_box" / "GOT-10k_Val_000001.txt")
+    np.testing.assert_allclose(base, np.repeat(gt[:1], len(gt), axis=0), atol=1e-3)

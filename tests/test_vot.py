@@ -1,0 +1,155 @@
+"""VOT toolkit integration (``python -m grm_jax.vot``, TraX) with the tiny fixture model.
+
+The toolkit (the ``[vot]`` extra: vot-toolkit 0.9.0, attributee < 0.1.10) runs from its own cached
+venv (tests/overlay_venv.py), as README recommends; our tracker runs under this interpreter, as
+``trackers.ini`` points it there. Everything is offline: ``vot test`` generates its synthetic
+sequence, and the workspace holds one generated sample sequence in VOT format.
+"""
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import FIXTURES
+from convert_weights import convert_grm_checkpoint
+from data_pipelines.sources.sample import ensure_sample_dataset
+from grm_jax import load_model, save_model
+from grm_jax.errors import ConfigError
+from grm_jax.track.frames import read_image
+from grm_jax.track.tracker import Tracker
+from grm_jax.vot import parse_args, region_to_box
+from overlay_venv import cached_jax_env, overlay_for_extra
+
+TRACKER_ID = "grm_jax_tiny"
+
+
+@pytest.fixture(scope="module")
+def toolkit():
+    """The Python of a venv with the toolkit installed."""
+    return overlay_for_extra("vot")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    config, variables = convert_grm_checkpoint(str(FIXTURES / "grm_tiny" / "state_dict.npz"))
+    return save_model(tmp_path_factory.mktemp("vot_model") / "grm_tiny", config, variables)
+
+
+def _write_registry(directory, model_dir):
+    """trackers.ini as README documents it, with the protocol and command our tests run."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "trackers.ini").write_text(
+        f"[{TRACKER_ID}]\nlabel = GRM tiny (grm-jax)\nprotocol = trax\n"
+        f"command = {sys.executable} -m grm_jax.vot\nenv_GRM_MODEL = {model_dir}\nenv_GRM_THRESHOLD = 0\n"
+        "timeout = 300\n")
+
+
+def _vot(toolkit, tmp_path, *args) -> str:
+    """Runs the toolkit CLI; returns its output (the tracker's log included). Fails on exit != 0."""
+    # the toolkit passes its environment on to our tracker (JAX's compilation cache included)
+    env = cached_jax_env(toolkit, VOT_RESULTS_BINARY="0", TMPDIR=str(tmp_path), MPLBACKEND="Agg")
+    proc = subprocess.run([str(toolkit), "-m", "vot", *args], capture_output=True, text=True, env=env,
+                          timeout=900, cwd=tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    return out
+
+
+def test_vot_test_passes_on_the_toolkits_synthetic_sequence(toolkit, model_dir, tmp_path):
+    _write_registry(tmp_path / "registry", model_dir)
+    out = _vot(toolkit, tmp_path, "--registry", str(tmp_path / "registry"), "test", TRACKER_ID)
+    # `vot test` logs tracker errors and still exits 0: check its own verdict and every frame
+    assert "Test concluded successfuly" in out, out[-4000:]
+    assert "Error during tracker execution" not in out
+    assert "Processing frame 49/49" in out
+    assert out.count("@@TRAX:state") == 50  # the init reply and 49 tracked frames
+
+
+def _make_workspace(root, model_dir):
+    """A VOT workspace: one generated sample sequence (color/*.jpg, groundtruth.txt, sequence)."""
+    sample = ensure_sample_dataset(root / "sample", num_train=0, num_val=1)
+    src = root / "sample" / "val" / "GOT-10k_Val_000001"
+    assert str(src).startswith(sample)
+    ws = root / "ws"
+    seq = ws / "sequences" / "sample1"
+    (seq / "color").mkdir(parents=True)
+    for p in sorted(src.glob("*.jpg")):
+        shutil.copy(p, seq / "color" / p.name)
+    shutil.copy(src / "groundtruth.txt", seq / "groundtruth.txt")
+    (seq / "sequence").write_text("channels.color=color/%08d.jpg\nfps=30\nformat=default\nname=sample1\n")
+    (ws / "sequences" / "list.txt").write_text("sample1\n")
+    (ws / "stack.yaml").write_text("title: grm-jax local\nexperiments:\n  baseline:\n    type: unsupervised\n"
+                                   "    repetitions: 1\n    analyses:\n      - type: average_accuracy\n"
+                                   "        name: accuracy\n        burnin: 0\n")
+    (ws / "config.yaml").write_text("registry:\n- ./trackers.ini\nstack: stack.yaml\n")
+    _write_registry(ws, model_dir)
+    return ws, seq
+
+
+def _our_boxes(model_dir, seq):
+    """Our Tracker on the same frames, initialized with the box TraX delivers (float32 values)."""
+    model, variables = load_model(model_dir)
+    frames = [read_image(p) for p in sorted((seq / "color").glob("*.jpg"))]
+    gt0 = np.loadtxt(seq / "groundtruth.txt", delimiter=",", dtype=np.float32)[0].astype(np.float64)
+    tracker = Tracker(model, variables, None, threshold=0.0)
+    tracker.initialize(frames[0], gt0)
+    return np.asarray([tracker.track(f) for f in frames[1:]])
+
+
+def test_workspace_evaluate_and_analysis_record_our_boxes(toolkit, model_dir, tmp_path):
+    ws, seq = _make_workspace(tmp_path, model_dir)
+    _vot(toolkit, tmp_path, "evaluate", "--workspace", str(ws), TRACKER_ID)
+    out = _vot(toolkit, tmp_path, "analysis", "--workspace", str(ws), "--name", "grm", TRACKER_ID)
+    assert "Analysis successful" in out, out[-4000:]
+
+    lines = (ws / "results" / TRACKER_ID / "baseline" / "sample1" / "sample1_001.txt").read_text().split()
+    assert lines[0] == "1"  # the toolkit's code for the initialization frame
+    recorded = np.asarray([[float(v) for v in line.split(",")] for line in lines[1:]])
+    ours = _our_boxes(model_dir, seq)
+    assert recorded.shape == ours.shape == (len(list((seq / "color").glob("*.jpg"))) - 1, 4)
+    assert np.ptp(ours[:, 0]) > 1.0  # the boxes move: not a constant answer
+    # TraX sends each region as text with 4 decimals, read back as float32
+    np.testing.assert_allclose(recorded, ours, rtol=0, atol=1e-4)
+
+    report = json.loads((ws / "analysis" / "grm.json").read_text())
+    assert TRACKER_ID in report["trackers"]
+    assert report["sequences"]["sample1"]["length"] == len(lines)
+    accuracy = np.asarray(report["results"]["baseline"]["results"], dtype=float)
+    assert accuracy.size == 1 and 0.0 <= float(accuracy.ravel()[0]) <= 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# The entry point's own checks (no toolkit)
+# ---------------------------------------------------------------------------------------------
+
+def test_options_come_from_flags_then_environment():
+    env = {"GRM_MODEL": "/env/model", "GRM_THRESHOLD": "0.4", "GRM_DTYPE": "bfloat16"}
+    args = parse_args([], env)
+    assert (args.model, args.threshold, args.dtype, args.config) == ("/env/model", 0.4, "bfloat16", None)
+    args = parse_args(["--model", "/flag/model", "--threshold", "0"], env)
+    assert (args.model, args.threshold) == ("/flag/model", 0.0)
+    with pytest.raises(ConfigError, match="pass --model DIR or set GRM_MODEL"):
+        parse_args([], {})
+    with pytest.raises(ConfigError, match="GRM_THRESHOLD='high': not a number"):
+        parse_args([], {"GRM_MODEL": "m", "GRM_THRESHOLD": "high"})
+    with pytest.raises(ConfigError, match="GRM_DTYPE='fp16': expected one of float32, bfloat16"):
+        parse_args([], {"GRM_MODEL": "m", "GRM_DTYPE": "fp16"})
+
+
+def test_entry_point_reports_a_missing_model_in_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "grm_jax.vot", "--model", str(tmp_path / "nope")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("grm-jax-vot: error: ") and "nope" in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_regions_become_xywh_boxes():
+    from trax import Polygon, Rectangle
+
+    np.testing.assert_array_equal(region_to_box(Rectangle.create(10.5, 20.25, 30, 40)), [10.5, 20.25, 30, 40])
+    polygon = Polygon.create([(10.0, 20.0), (40.0, 22.0), (38.0, 60.0), (12.0, 58.0)])
+    np.testing.assert_array_equal(region_to_box(polygon), [10, 20, 30, 40])
