@@ -236,7 +236,7 @@ def test_num_heads_must_be_positive(tmp_path):
     run = subprocess.run([sys.executable, "-m", "convert_weights", "grm", str(GRM_NPZ), str(tmp_path / "o"),
                           "--num-heads", "0"], cwd=REPO, capture_output=True, text=True)
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
-    assert run.stderr.strip() == "error: --num-heads must be a positive integer, got 0"
+    assert run.stderr.splitlines()[0] == "error: --num-heads must be a positive integer, got 0"
 
 
 # 5. The CLI -------------------------------------------------------------------------------------

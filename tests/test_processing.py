@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from data_pipelines.processing import (MEAN, STD, CropSpec, PairProcessor, jitter_box, jittered_center_crop)
+from data_pipelines.processing import CropSpec, PairProcessor, jitter_box, jittered_center_crop
+from grm_jax.crop import IMAGENET_MEAN as MEAN, IMAGENET_STD as STD
 
 
 @pytest.fixture(scope="module")

@@ -83,7 +83,8 @@ def test_evaluate_resume_and_score(tmp_path, model_dir, loaded, config, bench):
     # both speeds, labelled; this run's frames/s excludes the compile time and equals the recorded session
     sp = metrics["speed"]
     assert sp["toolkit_fps"] == metrics["fps"] and set(sp["definitions"]) == {"toolkit_fps", "frames_per_s"}
-    assert sp["frames"] == 19 and sp["compile_s"] > 0 and sp["sessions"] == 1
+    # compile_s may be 0: another test in this worker may have compiled the same step already
+    assert sp["frames"] == 19 and 0 <= sp["compile_s"] < sp["tracking_s"] and sp["sessions"] == 1
     assert sp["frames_per_s"] == pytest.approx(19 / (sp["tracking_s"] - sp["compile_s"]), rel=1e-3)
     this_run = summary["speed"]["this_run"]
     assert this_run["frames"] == 19 and this_run["frames_per_s"] == pytest.approx(sp["frames_per_s"], rel=1e-3)

@@ -72,12 +72,12 @@ class TrackParams:
       like the official fp32 network; None = jax's default, e.g. TF32 on NVIDIA GPUs).
     """
 
-    template_factor: float = 2.0
-    template_size: int = 128
-    search_factor: float = 4.0
-    search_size: int = 256
-    clip_margin: int = 10
-    matmul_precision: str | None = "highest"
+    template_factor: float = TrackConfig.template_factor  # defaults: the run config's and the model's
+    template_size: int = ModelConfig.template_size
+    search_factor: float = TrackConfig.search_factor
+    search_size: int = ModelConfig.search_size
+    clip_margin: int = TrackConfig.clip_margin
+    matmul_precision: str | None = TrackConfig.matmul_precision
 
     @classmethod
     def from_config(cls, track_config=None, model_config: ModelConfig | None = None) -> "TrackParams":
