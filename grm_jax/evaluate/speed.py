@@ -23,46 +23,16 @@ from __future__ import annotations
 import datetime
 import json
 import math
-import threading
 import time
 from pathlib import Path
 
+from grm_jax.compile_timer import CompileTimer
 from grm_jax.io_utils import atomic_write_bytes
 
 __all__ = ["CompileTimer", "TrackingClock", "TIMING_FILE", "describe", "read_timing", "record_session",
            "speed_fields"]
 
 TIMING_FILE = "timing.json"
-
-# jax.monitoring duration events of jit tracing, lowering and XLA compilation (jax/_src/dispatch.py).
-_COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
-                   "/jax/core/compile/backend_compile_duration")
-
-
-class CompileTimer:
-    """Sums the seconds jax spends tracing, lowering and compiling while active (a context
-    manager; reads jax.monitoring duration events, so every jitted call in the process counts)."""
-
-    def __init__(self):
-        self.seconds = 0.0
-        self._lock = threading.Lock()
-
-    def _listener(self, event: str, duration_secs: float, **_) -> None:
-        if event in _COMPILE_EVENTS:
-            with self._lock:
-                self.seconds += float(duration_secs)
-
-    def __enter__(self) -> "CompileTimer":
-        from jax import monitoring  # noqa: PLC0415
-
-        monitoring.register_event_duration_secs_listener(self._listener)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        from jax import monitoring  # noqa: PLC0415
-
-        monitoring.unregister_event_duration_listener(self._listener)
-
 
 class TrackingClock:
     """Wall clock, compile time and frame / sequence counts of one tracking run, with a tqdm bar.

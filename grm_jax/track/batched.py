@@ -42,7 +42,7 @@ import numpy as np
 
 from grm_jax.distributed import batch_mesh, batch_sharding, replicated_sharding, round_up
 from grm_jax.errors import DataError
-from grm_jax.evaluate.speed import CompileTimer
+from grm_jax.compile_timer import CompileTimer
 from grm_jax.model.grm import GRM
 from grm_jax.track.frames import check_same_size
 from grm_jax.track.prefetch import FrameReader, FrameStream
@@ -250,7 +250,7 @@ class BatchedTracker:
         return min(round_up(b, len(self.devices)), self.lane_size)
 
     # -- one lane step --------------------------------------------------------------------------
-    def _dispatch(self, lane: _Lane, exhausted: bool, pool) -> None:
+    def _dispatch(self, lane: _Lane, exhausted: bool, pool, compiling: CompileTimer) -> None:
         """Crops the next frame of every active slot and dispatches the device call (no waiting)."""
         p, st = self.params, self.stats
         active = [i for i, s in enumerate(lane.slots) if s is not None]
@@ -276,14 +276,15 @@ class BatchedTracker:
         if self.profile:
             jax.block_until_ready((search_dev, rf_dev))
         t1 = time.perf_counter()
-        with CompileTimer() as compiling:  # a new batch shape compiles: not the frames' time
-            box_px, _ = run_step(self.model_config, self.dtype, p.matmul_precision, self.variables, lane.templates,
-                                 search_dev, rf_dev, self.threshold, self.attention)
+        compiled_before = compiling.seconds  # a new batch shape compiles: not the frames' time
+        box_px, _ = run_step(self.model_config, self.dtype, p.matmul_precision, self.variables, lane.templates,
+                             search_dev, rf_dev, self.threshold, self.attention)
         if self.profile:
             box_px.block_until_ready()
         t2 = time.perf_counter()
         st.transfer, st.device, st.steps = st.transfer + (t1 - t0), st.device + (t2 - t1), st.steps + 1
-        lane.flight = _Flight(active, box_px, rfs, hws, host_s, max(t2 - t0 - compiling.seconds, 0.0))
+        compile_s = compiling.seconds - compiled_before
+        lane.flight = _Flight(active, box_px, rfs, hws, host_s, max(t2 - t0 - compile_s, 0.0))
 
     def _collect(self, lane: _Lane) -> list[int]:
         """Waits for the lane's device call, maps the boxes back; returns the finished slots' indices."""
@@ -338,7 +339,8 @@ class BatchedTracker:
                 finish(slot)
 
         with FrameReader(self.frame_loader, self.prefetch, self.num_threads) as reader, \
-                concurrent.futures.ThreadPoolExecutor(self.num_threads, "grm-crops") as pool:
+                concurrent.futures.ThreadPoolExecutor(self.num_threads, "grm-crops") as pool, \
+                CompileTimer() as compiling:
             try:
                 for lane in lanes:
                     for i in range(self.lane_size):
@@ -356,7 +358,7 @@ class BatchedTracker:
                         yield from finished
                         finished.clear()
                         if any(s is not None for s in lane.slots):
-                            self._dispatch(lane, feed.exhausted, pool)
+                            self._dispatch(lane, feed.exhausted, pool, compiling)
                             busy = True
                     if not busy:
                         break
