@@ -88,13 +88,12 @@ class TrackParams:
             track_config = {k: v for k, v in dataclasses.asdict(track_config).items() if not k.endswith("_size")}
         if track_config is None or isinstance(track_config, Mapping):
             track_config = _track_config_from_mapping(track_config or {})
-        d = cls()
+        model_config = model_config or ModelConfig()
         p = cls(template_factor=float(track_config.template_factor),
                 search_factor=float(track_config.search_factor),
                 clip_margin=int(track_config.clip_margin),
                 matmul_precision=track_config.matmul_precision,
-                template_size=int(model_config.template_size) if model_config else d.template_size,
-                search_size=int(model_config.search_size) if model_config else d.search_size)
+                template_size=int(model_config.template_size), search_size=int(model_config.search_size))
         if not (p.template_factor > 0 and p.search_factor > 0):
             raise ConfigError(f"crop factors must be > 0, got track.template_factor={p.template_factor}, "
                               f"track.search_factor={p.search_factor}")
