@@ -20,6 +20,19 @@ REAL_SEQUENCES = pathlib.Path(os.environ.get(
     "GRM_REAL_SEQUENCES", pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "real_sequences"))
 
 
+MARKERS = {
+    "slow": "takes more than ~20 s on a 2-core CPU; the development tier is -m 'not slow'",
+    "venv": "builds or uses a separate virtual environment (wheel install, VOT toolkit, ONNX)",
+    "multiprocess": "starts several JAX processes (multi-host, subprocess CLIs)",
+    "real_data": "reads the real camera sequences (GRM_REAL_SEQUENCES)",
+}
+
+
+def pytest_configure(config):
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir():
     return FIXTURES
