@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import FIXTURES
+from conftest import FIXTURES, timeout_s
 from convert_weights import (CheckpointError, convert_grm_checkpoint, convert_mae_checkpoint, infer_config,
                              load_state_dict, state_dict_to_variables, variables_to_state_dict)
 from grm_jax import load_model
@@ -68,7 +68,7 @@ def test_mae_conversion_matches_official_finetune_track():
 def test_cli_grm_and_load_model(tmp_path):
     dst = tmp_path / "grm_tiny"
     run = subprocess.run([sys.executable, "-m", "convert_weights", "grm", str(GRM_PTH), str(dst)],
-                         cwd=REPO, capture_output=True, text=True)
+                         cwd=REPO, capture_output=True, text=True, timeout=timeout_s(120))
     assert run.returncode == 0, run.stderr
     model, variables = load_model(dst)
     _, reference = convert_grm_checkpoint(str(GRM_PTH))
@@ -80,7 +80,8 @@ def test_cli_grm_and_load_model(tmp_path):
 def test_cli_mae(tmp_path):
     dst = tmp_path / "mae"
     run = subprocess.run([sys.executable, "-m", "convert_weights", "mae", str(MAE_PTH), str(dst),
-                          "--config", "configs/grm_tiny_cpu.py"], cwd=REPO, capture_output=True, text=True)
+                          "--config", "configs/grm_tiny_cpu.py"], cwd=REPO, capture_output=True, text=True,
+                         timeout=timeout_s(120))
     assert run.returncode == 0, run.stderr
     model, _ = load_model(dst)
     assert model.config.embed_dim == 192
@@ -90,7 +91,7 @@ def test_cli_reports_bad_input(tmp_path):
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"definitely not a checkpoint")
     run = subprocess.run([sys.executable, "-m", "convert_weights", "grm", str(bad), str(tmp_path / "o")],
-                         cwd=REPO, capture_output=True, text=True)
+                         cwd=REPO, capture_output=True, text=True, timeout=timeout_s(120))
     assert run.returncode == 2 and "bad.pth" in run.stderr and "Traceback" not in run.stderr
 
 

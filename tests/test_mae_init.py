@@ -19,7 +19,7 @@ def test_training_starts_from_mae(tmp_path):
            "--workdir", str(tmp_path / "run"), *data_overrides(tmp_path / "sample"),
            f"--config.init.mae={MAE_PTH}", "--config.train.max_steps=1", "--config.train.batch_size=2",
            "--config.train.checkpoint_every_steps=1", "--config.train.lr=0.0", "--config.train.divide_lr=0.0"]
-    log = run_ok(cmd, subprocess_env(tmp_path / "cache"))
+    log = run_ok(cmd, subprocess_env())
     assert "MAE weights" in log
     params = final_params(tmp_path / "run")
     expected = np.load(FIXTURES / "mae_tiny" / "expected.npz")

@@ -110,8 +110,7 @@ def test_one_vs_eight_devices_vs_two_processes(tmp_path, benchmark, model_dir):
                                workdir=workdir, threshold=0.0, max_local_devices=devices)
         assert summary["tracked"] == len(FRAMES)
     multi = tmp_path / "multi"
-    logs = run_processes([sys.executable, "-c", WORKER, str(model_dir), str(benchmark), str(multi)], tmp_path,
-                         tmp_path / "xla_cache")
+    logs = run_processes([sys.executable, "-c", WORKER, str(model_dir), str(benchmark), str(multi)], tmp_path)
 
     seqs = load_benchmark("folder", benchmark)
     want = _result_bytes(runs["1dev"][0])

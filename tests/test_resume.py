@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 
+from conftest import timeout_s
 from grm_jax import checkpoint as ckpt_lib
 from train_utils import REPO, final_params, latest_step, run_ok, subprocess_env, train_command
 
@@ -35,10 +36,10 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 
 def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
-    sample, cache = tmp_path / "sample", tmp_path / "xla_cache"
+    sample = tmp_path / "sample"
     extra = (f"--config.train.max_steps={STEPS}", f"--config.train.checkpoint_every_steps={EVERY}",
              "--config.train.log_every_steps=2", "--config.train.batch_size=4")
-    env = subprocess_env(cache)
+    env = subprocess_env()
 
     full = tmp_path / "full"
     run_ok(train_command(full, sample, *extra), env)
@@ -50,17 +51,17 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", HELD] + train_command(cut, sample, *extra)[1:],
                             env={**env, "HOLD_FILE": str(hold)}, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.time() + 300
+        deadline = time.time() + timeout_s(300)
         while latest_step(cut) is None:
             assert proc.poll() is None, (tmp_path / "cut_first.log").read_text()[-4000:]
             assert time.time() < deadline, "no checkpoint written in time"
             time.sleep(0.05)
         second = subprocess.run(train_command(cut, sample, *extra), env=env, cwd=REPO, capture_output=True,
-                                text=True, timeout=300)
+                                text=True, timeout=timeout_s(300))
         assert second.returncode == 2, second.stdout[-2000:] + second.stderr[-2000:]
         assert f"is in use by another training run: pid {proc.pid} on host" in second.stderr, second.stderr[-2000:]
         os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+        proc.wait(timeout=timeout_s(30))
     finally:
         if proc.poll() is None:
             proc.kill()
