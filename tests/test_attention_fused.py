@@ -95,6 +95,7 @@ def test_tracker_attention_and_dtype_options(official):
             t.track(frame)
 
 
+@pytest.mark.slow
 def test_fused_boxes_match_masked_on_real_sequences(official, real_sequences):
     from grm_jax.datasets import load_benchmark
 

@@ -78,6 +78,7 @@ def test_mae_payload_is_refused(tmp_path, builder, fmt):
     assert not marker.exists()
 
 
+@pytest.mark.multiprocess
 def test_cli_refuses_payload_in_one_line(tmp_path):
     marker = tmp_path / "marker"
     state = _grm_state()
@@ -91,6 +92,7 @@ def test_cli_refuses_payload_in_one_line(tmp_path):
     assert not marker.exists() and not (tmp_path / "out").exists()
 
 
+@pytest.mark.multiprocess
 def test_training_mae_init_refuses_payload(tmp_path):
     """launch.py --config.init.mae=EVIL on a (2-sequence) GOT-10k-layout root: refused before training."""
     from data_pipelines.sources.sample import ensure_sample_dataset
@@ -202,6 +204,7 @@ def test_unknown_storage_type_is_refused(tmp_path):
         load_state_dict(write_zip(tmp_path / "s.pth", {"net": state}), "net")
 
 
+@pytest.mark.multiprocess
 def test_cli_huge_claim_is_refused_not_crashed(tmp_path):
     state = _grm_state()
     state["backbone.pos_embed_x"] = Tensor(Storage(np.ones(16, np.float32)), 0, (1, 260_417, 192),
@@ -230,6 +233,7 @@ def test_non_finite_weights_are_refused(tmp_path, bad):
         convert_mae_checkpoint(str(tmp_path / "mae.npz"), _tiny_config())
 
 
+@pytest.mark.multiprocess
 def test_num_heads_must_be_positive(tmp_path):
     with pytest.raises(CheckpointError, match="num_heads must be a positive integer, got -3"):
         convert_grm_checkpoint(str(GRM_NPZ), num_heads=-3)
@@ -241,6 +245,7 @@ def test_num_heads_must_be_positive(tmp_path):
 
 
 # 5. The CLI -------------------------------------------------------------------------------------
+@pytest.mark.multiprocess
 def test_cli_help_and_verbose(tmp_path):
     run = subprocess.run([sys.executable, "-m", "convert_weights", "--help"], cwd=REPO, capture_output=True, text=True,
                          timeout=timeout_s(120))

@@ -3,7 +3,11 @@ import subprocess
 import sys
 import pathlib
 
+import pytest
+
 from conftest import timeout_s
+
+pytestmark = [pytest.mark.multiprocess]
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

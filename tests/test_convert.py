@@ -45,6 +45,7 @@ def test_round_trip_to_official_layout():
         np.testing.assert_array_equal(v, state[k])
 
 
+@pytest.mark.slow
 def test_mae_conversion_matches_official_finetune_track():
     config = load_run_config(str(REPO / "configs" / "grm_tiny_cpu.py")).model
     variables = convert_mae_checkpoint(str(MAE_PTH), config)
@@ -65,6 +66,7 @@ def test_mae_conversion_matches_official_finetune_track():
     assert len(missing) == 18  # exactly the divide_predict tensors are not in the MAE file
 
 
+@pytest.mark.multiprocess
 def test_cli_grm_and_load_model(tmp_path):
     dst = tmp_path / "grm_tiny"
     run = subprocess.run([sys.executable, "-m", "convert_weights", "grm", str(GRM_PTH), str(dst)],
@@ -77,6 +79,8 @@ def test_cli_grm_and_load_model(tmp_path):
     assert model.config.divide_layers == (1, 2, 3)
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_cli_mae(tmp_path):
     dst = tmp_path / "mae"
     run = subprocess.run([sys.executable, "-m", "convert_weights", "mae", str(MAE_PTH), str(dst),
@@ -87,6 +91,7 @@ def test_cli_mae(tmp_path):
     assert model.config.embed_dim == 192
 
 
+@pytest.mark.multiprocess
 def test_cli_reports_bad_input(tmp_path):
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"definitely not a checkpoint")
@@ -167,6 +172,7 @@ def test_heads_must_divide_dim():
         convert_grm_checkpoint(str(GRM_NPZ), num_heads=5)
 
 
+@pytest.mark.slow
 def test_mae_wrong_depth_or_dim():
     config = load_run_config(str(REPO / "configs" / "grm_tiny_cpu.py")).model
     with pytest.raises(CheckpointError, match="unexpected keys"):

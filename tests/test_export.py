@@ -41,6 +41,7 @@ def exported_dir(model_dir, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_exported_step_equals_the_live_step(exported_dir, model_dir, crops):
     step = load_exported(exported_dir)
     for thr in THRESHOLDS:
@@ -66,6 +67,8 @@ def test_metadata_describes_inputs_outputs_and_crops(exported_dir, model_dir):
     assert meta["model_config"]["embed_dim"] == 192 and meta["divide_layers"] == [1, 2, 3]
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_loader_runs_without_the_model_code(exported_dir, crops, tmp_path):
     """loader.py copied alone next to the export, in a process that never imports grm_jax."""
     import grm_jax.export.loader as loader
@@ -87,6 +90,7 @@ def test_loader_runs_without_the_model_code(exported_dir, crops, tmp_path):
     np.testing.assert_array_equal(np.asarray(json.loads(proc.stdout), np.float32), in_process)
 
 
+@pytest.mark.slow
 def test_bfloat16_multi_platform_export_equals_the_live_bfloat16_step(model_dir, crops, tmp_path):
     out = tmp_path / "bf16"
     assert export_main([str(model_dir), str(out), "--batch", str(BATCH), "--dtype", "bfloat16",

@@ -15,9 +15,12 @@ import sysconfig
 
 import cv2
 import numpy as np
+import pytest
 
 from conftest import timeout_s
 from train_utils import MICRO_OVERRIDES, data_overrides
+
+pytestmark = [pytest.mark.slow, pytest.mark.venv, pytest.mark.multiprocess]
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

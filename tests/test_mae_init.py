@@ -6,10 +6,13 @@ converted MAE backbone and the official finetune_track position tables.
 import sys
 
 import numpy as np
+import pytest
 
 from conftest import FIXTURES
 from convert_weights import load_state_dict
 from train_utils import REPO, data_overrides, final_params, run_ok, subprocess_env
+
+pytestmark = [pytest.mark.slow, pytest.mark.multiprocess]
 
 MAE_PTH = FIXTURES / "mae_tiny" / "mae_pretrain_vit_tiny_random.pth"
 

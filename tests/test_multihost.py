@@ -4,9 +4,12 @@ with the parameters of one process (4 devices) trained on the same global batche
 import sys
 
 import numpy as np
+import pytest
 
 from grm_jax import checkpoint as ckpt_lib
 from train_utils import final_params, latest_step, run_ok, run_processes, subprocess_env, train_command
+
+pytestmark = [pytest.mark.slow, pytest.mark.multiprocess]
 
 STEPS = 3
 LR = 4e-4

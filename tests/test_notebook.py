@@ -5,8 +5,11 @@ import re
 import ipykernel  # noqa: F401  (the kernel nbclient starts; the [test] extra installs all three)
 import nbclient
 import nbformat
+import pytest
 
 from conftest import timeout_s
+
+pytestmark = [pytest.mark.slow, pytest.mark.multiprocess]
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "demo_colab.ipynb"

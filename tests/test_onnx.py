@@ -15,6 +15,8 @@ from conftest import timeout_s
 from export_utils import THRESHOLDS, division_margins, live_outputs, make_model_dir, tracker_crops
 from overlay_venv import cached_jax_env, overlay_for_extra
 
+pytestmark = [pytest.mark.slow, pytest.mark.venv, pytest.mark.multiprocess]
+
 BATCH = 3
 MARGIN = 1e-4  # decisions closer than this to their boundary may differ between implementations
 RUN_ONNX = """

@@ -15,6 +15,8 @@ from grm_jax.model import GRM
 from grm_jax.track.batched import BatchedTracker
 from grm_jax.track.frames import read_image
 
+pytestmark = [pytest.mark.slow]
+
 def test_track_all_real_sequences(real_sequences):
     seqs = load_benchmark("folder", real_sequences)
     assert len(seqs) >= 1

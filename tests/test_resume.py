@@ -9,10 +9,13 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from conftest import timeout_s
 from grm_jax import checkpoint as ckpt_lib
 from train_utils import REPO, final_params, latest_step, run_ok, subprocess_env, train_command
+
+pytestmark = [pytest.mark.slow, pytest.mark.multiprocess]
 
 STEPS, EVERY = 8, 4
 

@@ -307,6 +307,7 @@ def test_track_mode(tmp_path, model_dir, loaded, config, bench):
                          model_and_variables=loaded)
 
 
+@pytest.mark.multiprocess
 def test_launch_track_subprocess(tmp_path, model_dir, bench):
     """launch.py end to end (flag wiring) once, in a subprocess."""
     out = tmp_path / "launch"

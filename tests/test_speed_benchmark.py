@@ -18,6 +18,7 @@ def _speed_module():
     return module
 
 
+@pytest.mark.slow
 def test_speed_smoke(tmp_path, capsys, real_sequences):
     speed = _speed_module()
     out_json = tmp_path / "speed.json"
@@ -39,6 +40,7 @@ def test_speed_smoke(tmp_path, capsys, real_sequences):
     assert {"decode", "crop", "transfer", "device", "map_back", "write"} <= set(stages)
 
 
+@pytest.mark.slow
 def test_train_column():
     """The training column's measurement, on a micro model (the tiny model's train step takes
     minutes to compile on 2 cores)."""

@@ -32,6 +32,7 @@ def _probe(scale, env):
     return proc.stdout.strip().splitlines()[-1]
 
 
+@pytest.mark.multiprocess
 def test_run_cache_is_shared_with_subprocesses():
     cache = os.environ[conftest.RUN_CACHE_VAR]
     assert jax.config.jax_compilation_cache_dir == cache == os.environ["JAX_COMPILATION_CACHE_DIR"]

@@ -18,6 +18,9 @@ from grm_jax.train import step as step_lib
 from grm_jax.train.workdir import WorkdirLock
 from train_utils import MICRO_OVERRIDES, data_overrides, latest_step
 
+# one worker builds the module's trained workdir (the fixture below) and runs all its tests (--dist loadgroup)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("train_workdir")]
+
 EVERY = 2
 
 

@@ -58,6 +58,9 @@ def _vot(toolkit, tmp_path, *args) -> str:
     return out
 
 
+@pytest.mark.slow
+@pytest.mark.venv
+@pytest.mark.multiprocess
 def test_vot_test_passes_on_the_toolkits_synthetic_sequence(toolkit, model_dir, tmp_path):
     _write_registry(tmp_path / "registry", model_dir)
     out = _vot(toolkit, tmp_path, "--registry", str(tmp_path / "registry"), "test", TRACKER_ID)
@@ -99,6 +102,9 @@ def _our_boxes(model_dir, seq):
     return np.asarray([tracker.track(f) for f in frames[1:]])
 
 
+@pytest.mark.slow
+@pytest.mark.venv
+@pytest.mark.multiprocess
 def test_workspace_evaluate_and_analysis_record_our_boxes(toolkit, model_dir, tmp_path):
     ws, seq = _make_workspace(tmp_path, model_dir)
     _vot(toolkit, tmp_path, "evaluate", "--workspace", str(ws), TRACKER_ID)
@@ -139,6 +145,7 @@ def test_options_come_from_flags_then_environment():
         parse_args([], {"GRM_MODEL": "m", "GRM_DTYPE": "fp16"})
 
 
+@pytest.mark.multiprocess
 def test_entry_point_reports_a_missing_model_in_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "grm_jax.vot", "--model", str(tmp_path / "nope")],
                           capture_output=True, text=True, timeout=timeout_s(300))
