@@ -315,30 +315,30 @@ def _collect(obj: Any, source: str, path: tuple, walk: _Walk) -> None:
     walk.seen.add(id(obj))
 
 
-def _check_totals(walk: _Walk, source: str, max_elements: int | None) -> None:
+def _check_totals(walk: _Walk, source: str, max_elements: int | None, reason: str) -> None:
     """Refuses, before anything is read, distinct tensors (or the storages they use) holding more
     than ``max_elements`` elements in total (None: no limit)."""
     tensors = sum(math.prod(key[2]) for key in walk.layouts)
     storages = sum(ref.numel for ref in walk.storages.values())
     if max_elements is not None and max(tensors, storages) > max_elements:
         raise CheckpointError(f"{source}: its {len(walk.layouts)} distinct tensors hold {tensors} elements "
-                              f"({storages} in their storages), more than the {max_elements} that the model they "
-                              "describe needs", hint="the file is not a plain checkpoint of this model (or is built "
+                              f"({storages} in their storages), more than the {max_elements} {reason}", hint="the file is not a plain checkpoint of this model (or is built "
                                                      "to exhaust memory)")
 
 
 def materialize(obj: Any, read_storage: Callable[[StorageRef], np.ndarray], source: str,
-                max_elements: int | None = None) -> Any:
+                max_elements: int | None = None, reason: str = "allowed") -> Any:
     """Replaces every TensorRef inside dicts / lists / tuples of ``obj`` by a checked numpy array.
 
     read_storage(ref) -> the storage's elements as a 1-D array of ``ref.type.dtype`` (already
     checked to hold exactly ``ref.numel`` elements); it is called once per storage. Tensors with
     the same layout on the same storage become the same array; a container reached twice is built
-    once. Errors name the tensor's key path. ``max_elements``: see :func:`_check_totals`.
+    once. Errors name the tensor's key path. ``max_elements``: see :func:`_check_totals`; ``reason``
+    says where that limit comes from (in the error message).
     """
     walk = _Walk()
     _collect(obj, source, (), walk)
-    _check_totals(walk, source, max_elements)
+    _check_totals(walk, source, max_elements, reason)
     storages: dict[str, np.ndarray] = {}
     arrays: dict[tuple, np.ndarray] = {}
 

@@ -34,8 +34,20 @@ _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTO = b"\x80"
 # A checkpoint's pickle holds names and shapes only (about 150 bytes per tensor).
 MAX_PICKLE_BYTES = 256 << 20
-# Without a model to size them: at most 2**31 elements (8 GiB of float32) are read from one file.
-DEFAULT_MAX_ELEMENTS = 1 << 31
+# Without a model to size them: at most 2**29 elements (2 GiB of float32; ViT-L has 0.3e9) are read.
+DEFAULT_MAX_ELEMENTS = 1 << 29
+# A compressed entry may inflate to at most this ratio (+ MAX_INFLATION_SLACK): weights barely
+# compress (float32 noise: ~1.1x), so a 1000:1 entry of many megabytes is a decompression bomb.
+# (torch.save itself never compresses.)
+MAX_INFLATION, MAX_INFLATION_SLACK = 16, 1 << 20
+
+
+def check_inflation(path: str, info: zipfile.ZipInfo) -> None:
+    """CheckpointError when the zip entry ``info`` claims to inflate beyond MAX_INFLATION."""
+    if info.file_size > MAX_INFLATION * info.compress_size + MAX_INFLATION_SLACK:
+        raise CheckpointError(f"{path}: zip entry {info.filename} claims {info.file_size} bytes from "
+                              f"{info.compress_size} compressed bytes (ratio over {MAX_INFLATION}); refusing a "
+                              "decompression bomb", hint="re-save the weights uncompressed (torch.save does)")
 
 
 def _zip_storage_reader(archive: zipfile.ZipFile, prefix: str, path: str):
@@ -50,6 +62,7 @@ def _zip_storage_reader(archive: zipfile.ZipFile, prefix: str, path: str):
         if info.file_size != nbytes:
             raise CheckpointError(f"{path}: storage record {record} holds {info.file_size} bytes but is "
                                   f"declared as {ref.type.name} of {ref.numel} elements ({nbytes} bytes)")
+        check_inflation(path, info)
         return np.frombuffer(archive.read(record), ref.type.dtype)
     return read
 
@@ -89,12 +102,13 @@ def _read_zip(path: str, select, limit) -> Any:
             if f"{prefix}byteorder" in names and archive.read(f"{prefix}byteorder").strip() != b"little":
                 raise CheckpointError(f"{path}: big-endian checkpoints are not supported")
             size = archive.getinfo(pkl[0]).file_size
+            check_inflation(path, archive.getinfo(pkl[0]))
             if size > MAX_PICKLE_BYTES:
                 raise CheckpointError(f"{path}: {pkl[0]} claims {size} bytes, more than the "
                                       f"{MAX_PICKLE_BYTES} a checkpoint's pickle may hold")
             obj, _ = unpickle(io.BytesIO(archive.read(pkl[0])), path)
             chosen = select(obj)
-            return materialize(chosen, _zip_storage_reader(archive, prefix, path), path, limit(chosen))
+            return materialize(chosen, _zip_storage_reader(archive, prefix, path), path, *limit(chosen))
         except (zipfile.BadZipFile, EOFError, OSError, zlib.error, NotImplementedError) as err:
             raise CheckpointError(f"{path}: truncated or corrupt zip checkpoint ({err})") from err
 
@@ -143,15 +157,15 @@ def _read_legacy(path: str, select, limit) -> Any:
             return np.frombuffer(f.read(ref.numel * ref.type.dtype.itemsize), ref.type.dtype)
 
         chosen = select(obj)
-        return materialize(chosen, read, path, limit(chosen))
+        return materialize(chosen, read, path, *limit(chosen))
 
 
-def read_checkpoint(path: str, select=lambda obj: obj, limit=lambda chosen: DEFAULT_MAX_ELEMENTS) -> Any:
+def read_checkpoint(path: str, select=lambda obj: obj, limit=lambda chosen: (DEFAULT_MAX_ELEMENTS, DEFAULT_LIMIT)) -> Any:
     """Unpickles a torch zip or legacy checkpoint with the restricted unpickler.
 
     select(obj) -> the part whose tensors become numpy arrays (e.g. the state dict inside);
-    other tensors are never read. limit(selected) -> the most elements its tensors (and the
-    storages they use) may hold, checked before any is read. Returns select(obj) with its tensors
+    other tensors are never read. limit(selected) -> (the most elements its tensors and the
+    storages they use may hold, checked before any is read; where that limit comes from). Returns select(obj) with its tensors
     materialized.
     """
     with open(path, "rb") as f:
@@ -196,9 +210,15 @@ def _select_state(path: str, container_key: str | None):
 Plan = Callable[[dict[str, tuple[int, ...]]], tuple[Optional[set], Optional[int]]]
 
 
-def _apply_plan(path: str, shapes: dict[str, tuple], plan: Plan | None) -> tuple[set, int]:
+MODEL_LIMIT = "that the model they describe needs"
+DEFAULT_LIMIT = "that a checkpoint read without a model may hold (2**29)"
+
+
+def _apply_plan(path: str, shapes: dict[str, tuple], plan: Plan | None) -> tuple[set, int, str]:
+    """(keys to read, most elements they may hold, where that limit comes from)."""
     keys, limit = plan(shapes) if plan is not None else (None, None)
-    return set(shapes) if keys is None else set(keys) & set(shapes), DEFAULT_MAX_ELEMENTS if limit is None else limit
+    keys = set(shapes) if keys is None else set(keys) & set(shapes)
+    return (keys, DEFAULT_MAX_ELEMENTS, DEFAULT_LIMIT) if limit is None else (keys, limit, MODEL_LIMIT)
 
 
 def _torch_state(path: str, container_key: str | None, plan: Plan | None) -> dict:
@@ -207,7 +227,7 @@ def _torch_state(path: str, container_key: str | None, plan: Plan | None) -> dic
     def select(obj):
         refs = _select_state(path, container_key)(obj)
         shapes = {k: tensor_shape(ref, f"{path}: tensor {k!r}") for k, ref in refs.items()}
-        keys, chosen["limit"] = _apply_plan(path, shapes, plan)
+        keys, *chosen["limit"] = _apply_plan(path, shapes, plan)
         return {k: v for k, v in refs.items() if k in keys}
     return read_checkpoint(path, select, lambda _: chosen["limit"])
 
@@ -235,17 +255,17 @@ def _npz_state(path: str, plan: Plan | None) -> dict[str, np.ndarray]:
                         raise CheckpointError(f"{path}: member {name!r} has .npy format version {version}")
                     shape, _, dtype = read_header(fh)
                     headers[name[:-4]] = (shape, dtype, fh.tell(), archive.getinfo(name).file_size)
-            keys, limit = _apply_plan(path, {k: h[0] for k, h in headers.items()}, plan)
+            keys, limit, reason = _apply_plan(path, {k: h[0] for k, h in headers.items()}, plan)
             total = sum(math.prod(headers[k][0]) for k in keys)
             if total > limit:
-                raise CheckpointError(f"{path}: its arrays hold {total} elements, more than the {limit} that the "
-                                      "model they describe needs")
+                raise CheckpointError(f"{path}: its arrays hold {total} elements, more than the {limit} {reason}")
             state = {}
             for key in sorted(keys):
                 shape, dtype, offset, size = headers[key]
                 if dtype.hasobject or size != offset + math.prod(shape) * dtype.itemsize:
                     raise CheckpointError(f"{path}: member {key}.npy holds {size - offset} data bytes, not the "
                                           f"{math.prod(shape) * dtype.itemsize} of its {dtype} header {shape}")
+                check_inflation(path, archive.getinfo(f"{key}.npy"))
                 with archive.open(f"{key}.npy") as fh:
                     state[key] = np.lib.format.read_array(fh, allow_pickle=False)
             return state
