@@ -33,13 +33,14 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from grm_jax.errors import CheckpointError
-from grm_jax.io_utils import atomic_write_bytes
+from grm_jax.io_utils import atomic_write_bytes, replaced_directory
 from grm_jax.model.config import ModelConfig
 from grm_jax.model.grm import GRM, abstract_variables
 
 CONFIG_FILE = "model_config.json"
 VARIABLES_DIR = "variables"
 MANIFEST_FILE = "weights.sha256"
+MODEL_DIR_ENTRIES = frozenset({CONFIG_FILE, VARIABLES_DIR, MANIFEST_FILE})
 MAX_MANIFEST_BYTES = 16 << 20  # ~170,000 lines; an orbax model directory has a few dozen files
 # Training work directory (see module doc): every file, folder and orbax item name.
 CHECKPOINTS_DIR = "checkpoints"
@@ -86,15 +87,20 @@ def read_model_config(directory: str | os.PathLike) -> ModelConfig:
 
 
 def save_model(directory: str | os.PathLike, config: ModelConfig, variables: dict) -> pathlib.Path:
-    """Writes a model directory (config, orbax weights, then their sha256 manifest); overwrites
-    an existing one. Until the manifest is written the directory does not load."""
+    """Writes a model directory (config, orbax weights, then their sha256 manifest).
+
+    Everything is written into a new folder beside ``directory`` that is then swapped in
+    atomically (``grm_jax.io_utils.replaced_directory``): an existing model directory is replaced
+    whole, and a kill at any moment leaves either the old or the new model, never a broken one.
+    An existing folder holding anything besides a model directory's files is refused
+    (WorkdirError) before any work."""
     directory = pathlib.Path(directory).absolute()
-    (directory / MANIFEST_FILE).unlink(missing_ok=True)
-    write_model_config(directory, config)
     variables = {k: jax.tree_util.tree_map(np.asarray, dict(variables[k])) for k in ("params", "batch_stats")}
-    with ocp.StandardCheckpointer() as ckptr:
-        ckptr.save(directory / VARIABLES_DIR, variables, force=True)
-    _write_manifest(directory)
+    with replaced_directory(directory, allowed=MODEL_DIR_ENTRIES) as new:
+        write_model_config(new, config)
+        with ocp.StandardCheckpointer() as ckptr:
+            ckptr.save(new / VARIABLES_DIR, variables, force=True)
+        _write_manifest(new)
     return directory
 
 
