@@ -1,13 +1,16 @@
 """Model directories on disk: the only module that knows their layout.
 
 A model directory (written by the converters and at the end of training):
-    <dir>/model_config.json     ModelConfig as JSON
+    <dir>/model_config.json     ModelConfig as JSON (every field checked for type and range on load)
+    <dir>/track_config.json     the track settings the model was made with (grm_jax.track_settings.ModelTrack)
     <dir>/variables/            orbax checkpoint of {'params', 'batch_stats'}
-    <dir>/weights.sha256        sha256 of every file under variables/ (``sha256sum -c`` format)
-``load_model`` verifies the weight files of a model directory against ``weights.sha256`` before
-restoring, and refuses a directory without one, a changed or missing file, or an unlisted file.
+    <dir>/weights.sha256        sha256 of the two JSON files and of every file under variables/
+                                (``sha256sum -c`` format)
+``load_model`` verifies a model directory against ``weights.sha256`` before reading anything
+else, and refuses a directory without one, a changed or missing file, or an unlisted file.
 A training work directory (written by ``grm_jax.train``):
     <workdir>/model_config.json         ModelConfig as JSON (a workdir is also a model directory)
+    <workdir>/track_config.json         the run's track settings (crop factors, clip margin)
     <workdir>/config.json               the run config (RunConfig.to_dict())
     <workdir>/train.lock                host and pid of the run training into it
     <workdir>/tensorboard/              TensorBoard event files
@@ -31,12 +34,14 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from grm_jax.errors import CheckpointError
+from grm_jax.errors import CheckpointError, ConfigError
 from grm_jax.io_utils import atomic_write_bytes
 from grm_jax.model.config import ModelConfig
 from grm_jax.model.grm import GRM, abstract_variables
+from grm_jax.track_settings import ModelTrack
 
 CONFIG_FILE = "model_config.json"
+TRACK_FILE = "track_config.json"
 VARIABLES_DIR = "variables"
 MANIFEST_FILE = "weights.sha256"
 # Training work directory (see module doc): every file, folder and orbax item name.
@@ -69,26 +74,61 @@ def checkpoint_steps(workdir: str | os.PathLike) -> list[int]:
     return sorted(int(p.name) for p in root.iterdir() if p.name.isdigit() and p.is_dir())
 
 
-def write_model_config(directory: str | os.PathLike, config: ModelConfig) -> None:
-    atomic_write_bytes(pathlib.Path(directory) / CONFIG_FILE, config.to_json().encode())
+def write_model_config(directory: str | os.PathLike, config: ModelConfig, track=None) -> None:
+    """Writes ``model_config.json`` and ``track_config.json`` (``track``: a TrackConfig or ModelTrack;
+    None = the built-in track defaults)."""
+    directory = pathlib.Path(directory)
+    atomic_write_bytes(directory / CONFIG_FILE, config.to_json().encode())
+    if not isinstance(track, ModelTrack):
+        track = ModelTrack() if track is None else ModelTrack.of(track)
+    atomic_write_bytes(directory / TRACK_FILE, (json.dumps(track.to_dict(), indent=2, sort_keys=True) + "\n").encode())
+
+
+def _read_json(path: pathlib.Path, limit: int = 1 << 20):
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing; not a grm-jax model or training directory")
+    if path.stat().st_size > limit:
+        raise CheckpointError(f"{path}: {path.stat().st_size} bytes, larger than any config ({limit})")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise CheckpointError(f"{path}: not valid JSON ({err})") from None
 
 
 def read_model_config(directory: str | os.PathLike) -> ModelConfig:
+    """The ModelConfig of a model directory or workdir; CheckpointError naming the file and the
+    first bad key (type and range of every field are checked before anything is allocated)."""
     path = pathlib.Path(directory) / CONFIG_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing; not a grm-jax model or training directory")
     try:
-        return ModelConfig.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError, ValueError) as err:
-        raise ValueError(f"{path}: invalid model config ({err})") from err
+        return ModelConfig.from_dict(_read_json(path), complete=True)
+    except ConfigError as err:
+        raise CheckpointError(f"{path}: {err}") from None
 
 
-def save_model(directory: str | os.PathLike, config: ModelConfig, variables: dict) -> pathlib.Path:
-    """Writes a model directory (config, orbax weights, then their sha256 manifest); overwrites
-    an existing one. Until the manifest is written the directory does not load."""
+def read_model_track(path: str | os.PathLike) -> ModelTrack | None:
+    """The track settings recorded with the model at ``path`` (a model directory or training
+    workdir); None when it records none (written before grm-jax 0.3, or not a model directory)."""
+    try:
+        config_dir, _ = resolve_variables_dir(path)
+    except FileNotFoundError:
+        return None
+    file = config_dir / TRACK_FILE
+    if not file.exists():
+        return None
+    try:
+        return ModelTrack.from_dict(_read_json(file))
+    except ConfigError as err:
+        raise CheckpointError(f"{file}: {err}") from None
+
+
+def save_model(directory: str | os.PathLike, config: ModelConfig, variables: dict, track=None) -> pathlib.Path:
+    """Writes a model directory (configs, orbax weights, then their sha256 manifest); overwrites
+    an existing one. Until the manifest is written the directory does not load. track: the track
+    settings the model is meant for (a run config's TrackConfig or a ModelTrack; None = the
+    built-in defaults, the ViT-B 256 recipe)."""
     directory = pathlib.Path(directory).absolute()
     (directory / MANIFEST_FILE).unlink(missing_ok=True)
-    write_model_config(directory, config)
+    write_model_config(directory, config, track)
     variables = {k: jax.tree_util.tree_map(np.asarray, dict(variables[k])) for k in ("params", "batch_stats")}
     with ocp.StandardCheckpointer() as ckptr:
         ckptr.save(directory / VARIABLES_DIR, variables, force=True)
@@ -105,9 +145,11 @@ def _sha256(path: pathlib.Path) -> str:
 
 
 def _weight_files(directory: pathlib.Path) -> list[str]:
-    """Paths (relative to the model directory, '/'-separated) of every file under variables/."""
+    """Paths (relative to the model directory, '/'-separated) of the files the manifest covers:
+    the two JSON configs (when present) and every file under variables/."""
     root = directory / VARIABLES_DIR
-    return sorted(p.relative_to(directory).as_posix() for p in root.rglob("*") if not p.is_dir())
+    configs = [name for name in (CONFIG_FILE, TRACK_FILE) if (directory / name).exists()]
+    return configs + sorted(p.relative_to(directory).as_posix() for p in root.rglob("*") if not p.is_dir())
 
 
 def _write_manifest(directory: pathlib.Path) -> None:
@@ -124,17 +166,23 @@ def _read_manifest(directory: pathlib.Path) -> dict[str, str]:
     entries: dict[str, str] = {}
     for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
         digest, sep, name = line.partition("  ")
-        safe = name.startswith(VARIABLES_DIR + "/") and ".." not in name.split("/")
+        safe = name in (CONFIG_FILE, TRACK_FILE) or (name.startswith(VARIABLES_DIR + "/")
+                                                     and ".." not in name.split("/"))
         if not sep or len(digest) != 64 or not safe or name in entries:
             raise CheckpointError(f"{path}: line {number} is not '<sha256>  {VARIABLES_DIR}/<file>'")
         entries[name] = digest.lower()
+    if CONFIG_FILE not in entries:
+        raise CheckpointError(f"{path}: does not cover {CONFIG_FILE} (written by grm-jax < 0.3)",
+                              hint="re-convert the weights (python -m convert_weights) or re-save the model "
+                                   "with grm_jax.save_model")
     return entries
 
 
 def verify_weights(directory: str | os.PathLike) -> None:
-    """Checks every file under ``<directory>/variables`` against ``<directory>/weights.sha256``.
+    """Checks model_config.json, track_config.json and every file under ``<directory>/variables``
+    against ``<directory>/weights.sha256``.
 
-    Raises CheckpointError naming the directory and the first weight file that is missing,
+    Raises CheckpointError naming the directory and the first file that is missing,
     changed (e.g. one flipped bit) or not listed; or saying that the manifest is missing.
     """
     directory = pathlib.Path(directory).absolute()
@@ -175,8 +223,12 @@ def resolve_variables_dir(path: str | os.PathLike) -> tuple[pathlib.Path, pathli
 def load_variables(path: str | os.PathLike, config: ModelConfig) -> dict:
     """Restores {'params', 'batch_stats'} shaped for `config` from a model dir or workdir."""
     config_dir, variables_dir = resolve_variables_dir(path)
-    if variables_dir == config_dir / VARIABLES_DIR:  # a model directory, not a training workdir
+    if _is_model_dir(config_dir, variables_dir):
         verify_weights(config_dir)
+    return _restore(variables_dir, config)
+
+
+def _restore(variables_dir: pathlib.Path, config: ModelConfig) -> dict:
     # Restore onto one local device, whatever topology wrote it (e.g. a 2-host training run).
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     target = abstract_variables(GRM(config))
@@ -209,7 +261,14 @@ def load_model(path: str | os.PathLike, dtype=None) -> tuple[GRM, dict]:
     `model.apply(variables, template, search, threshold=0.0)`; see `grm_jax.model.GRM`.
     dtype: compute dtype (e.g. jnp.bfloat16); parameters stay float32.
     """
-    config_dir, _ = resolve_variables_dir(path)
+    config_dir, variables_dir = resolve_variables_dir(path)
+    if _is_model_dir(config_dir, variables_dir):
+        verify_weights(config_dir)  # before model_config.json is trusted (one flipped bit moves boxes)
     config = read_model_config(config_dir)
     model = GRM(config) if dtype is None else GRM(config, dtype=dtype)
-    return model, load_variables(path, config)
+    return model, _restore(variables_dir, config)
+
+
+def _is_model_dir(config_dir: pathlib.Path, variables_dir: pathlib.Path) -> bool:
+    """A model directory (checksummed), not a training workdir (restored without a manifest)."""
+    return variables_dir == config_dir / VARIABLES_DIR

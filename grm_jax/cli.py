@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", help="output folder (train default: runs/<config name>)")
     p.add_argument("--checkpoint", help="evaluate/track: model directory (converted weights or a training workdir)")
     p.add_argument("--dataset", help="evaluate/score: benchmark name, e.g. lasot, got10k_test, folder:/path")
-    p.add_argument("--threshold", type=float, help="division threshold (default: the benchmark's official value)")
+    p.add_argument("--threshold", type=float, help="division threshold, same as --config.track.threshold (default: "
+                   "the model's own for the benchmark, else the benchmark's official value)")
     p.add_argument("--sequences", type=_comma_list, help="evaluate: only these sequence names (a,b,c)")
     p.add_argument("--overwrite", action="store_true",
                    help="evaluate: discard results in --workdir made with other settings")
@@ -132,13 +133,13 @@ def run(args: argparse.Namespace, overrides: list[str]):
     if args.mode == "evaluate":
         return runner.run_evaluate(run_config, checkpoint=_required(args, "checkpoint"),
                                    dataset=_required(args, "dataset"), workdir=_required(args, "workdir"),
-                                   threshold=args.threshold, sequences=args.sequences,
+                                   sequences=args.sequences,
                                    tracker_name=args.tracker_name, overwrite=args.overwrite,
                                    attributes_dir=args.attributes_dir)
     if args.mode == "track":
         return runner.run_track(run_config, checkpoint=_required(args, "checkpoint"), video=_required(args, "video"),
                                 init_box=_required(args, "init_box"), workdir=_required(args, "workdir"),
-                                threshold=args.threshold, show_division=args.show_division,
+                                show_division=args.show_division,
                                 overlay_layers=args.overlay_layers)
     return runner.run_score(run_config, dataset=_required(args, "dataset"), results=_required(args, "results"),
                             workdir=_required(args, "workdir"), tracker_name=args.tracker_name,
