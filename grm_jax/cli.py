@@ -39,7 +39,8 @@ most used options, one example each:
                     --init_box=100,80,40,60 --workdir=out/demo
   --config.*    grm-jax --config grm_got --config.data.roots.got10k=/data/GOT10k --config.train.batch_size=64
 
-bundled configs: grm_got, grm, grm_l320, grm_tiny_cpu (their docstrings hold their commands).
+bundled configs: grm_got, grm, grm_l320, grm_tiny_cpu, grm_sample_cpu, grm_sample_accelerator (their
+docstrings hold their commands).
 Any config value can be overridden with --config.SECTION.KEY=VALUE (lists as a,b,c); unknown keys are
 refused with the closest valid key. Documentation: README.md.
 """

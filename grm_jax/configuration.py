@@ -22,7 +22,7 @@ from grm_jax.run_config import RunConfig
 
 __all__ = ["BUNDLED_CONFIGS", "bundled_config_for", "bundled_config_path", "load_config_tree", "load_run_config", "resolve_config_path"]
 
-BUNDLED_CONFIGS = ("grm_got", "grm", "grm_l320", "grm_tiny_cpu")
+BUNDLED_CONFIGS = ("grm_got", "grm", "grm_l320", "grm_tiny_cpu", "grm_sample_cpu", "grm_sample_accelerator")
 
 
 def bundled_config_path(name: str) -> pathlib.Path:
