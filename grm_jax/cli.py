@@ -28,6 +28,8 @@ modes:
   evaluate   run a model on a benchmark; resumable per sequence; writes results, metrics, plots
   track      track one video (file or folder of frames) from an initial box
   score      score result folders of any trackers (several = one comparison plot and table)
+  datasets   show each dataset root folder and where it was set (command line, config file,
+             ~/.config/grm_jax/datasets.json, GRM_DATA_ROOT)
 """
 
 EPILOG = """\
@@ -52,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="run config: a bundled name (grm_got, grm, grm_l320, "
                    "grm_tiny_cpu) or a path to a file with get_config()")
-    p.add_argument("--mode", default="train", choices=("train", "evaluate", "track", "score"))
+    p.add_argument("--mode", default="train", choices=("train", "evaluate", "track", "score", "datasets"))
     p.add_argument("--workdir", help="output folder (train default: runs/<config name>)")
     p.add_argument("--checkpoint", help="evaluate/track: model directory (converted weights or a training workdir)")
     p.add_argument("--dataset", help="evaluate/score: benchmark name, e.g. lasot, got10k_test, folder:/path")
@@ -125,6 +127,8 @@ def run(args: argparse.Namespace, overrides: list[str]):
     if args.on_bad_frame is not None:
         overrides = [*overrides, f"eval.on_bad_frame={args.on_bad_frame!r}"]
     run_config = load_run_config(args.config, overrides)
+    if args.mode == "datasets":
+        return print_roots(run_config)
     if args.mode == "train":
         from grm_jax.train.loop import run_train  # noqa: PLC0415
 
@@ -145,6 +149,16 @@ def run(args: argparse.Namespace, overrides: list[str]):
     return runner.run_score(run_config, dataset=_required(args, "dataset"), results=_required(args, "results"),
                             workdir=_required(args, "workdir"), tracker_name=args.tracker_name,
                             attributes_dir=args.attributes_dir)
+
+
+def print_roots(run_config) -> dict:
+    """``--mode=datasets``: every dataset root, where it came from and whether it exists."""
+    from grm_jax.datasets.roots import describe_roots, local_file  # noqa: PLC0415
+
+    print(f"dataset roots of {run_config.name} (command line > run config file > {local_file()} > "
+          f"$GRM_DATA_ROOT/<root>):")
+    print("\n".join(describe_roots(run_config.data.roots, run_config.root_sources)))
+    return dict(run_config.data.roots)
 
 
 def _required(args: argparse.Namespace, name: str):

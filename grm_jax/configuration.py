@@ -70,7 +70,24 @@ def load_run_config(spec: str, overrides: Iterable[str] = ()) -> RunConfig:
     overrides = list(overrides)
     tree, name = load_config_tree(spec, overrides)
     keys = {str(o).partition("=")[0].strip().removeprefix("--").removeprefix("config.") for o in overrides}
-    return RunConfig.from_configdict(tree, name=name, overridden=keys)
+    sources = _fill_local_roots(tree, keys)
+    return RunConfig.from_configdict(tree, name=name, overridden=keys, root_sources=sources)
+
+
+def _fill_local_roots(tree: dict, keys: set[str]) -> dict[str, str]:
+    """Fills the dataset roots the config leaves unset from the machine-local settings
+    (grm_jax.datasets.roots: datasets.json, GRM_DATA_ROOT); returns where each set root came from."""
+    from grm_jax.datasets.roots import COMMAND_LINE, CONFIG_FILE, local_roots  # noqa: PLC0415
+
+    data = tree.get("data")
+    roots = data.get("roots") if isinstance(data, dict) else None
+    if not isinstance(roots, dict):
+        return {}  # a malformed config: RunConfig.from_configdict names the key
+    sources = {k: COMMAND_LINE if f"data.roots.{k}" in keys else CONFIG_FILE for k, v in roots.items() if v is not None}
+    for key, (folder, origin) in local_roots().items():
+        if roots.get(key) is None:
+            roots[key], sources[key] = folder, origin
+    return sources
 
 
 def set_by_path(tree: dict, key: str, raw: str) -> None:

@@ -171,6 +171,9 @@ class RunConfig:
     # Dotted keys set on the command line (``track.search_factor``...): they win over a saved
     # model's own track settings (grm_jax.track_settings.PRECEDENCE). Not part of to_dict().
     overridden: frozenset = frozenset()
+    # root key -> where its folder came from (command line, run config file, datasets.json,
+    # GRM_DATA_ROOT; grm_jax.datasets.roots). Not part of to_dict().
+    root_sources: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         _validate(self)
@@ -189,7 +192,7 @@ class RunConfig:
         return dataclasses.replace(self, **sections)
 
     @classmethod
-    def from_configdict(cls, config, name: str = "run", overridden=()) -> "RunConfig":
+    def from_configdict(cls, config, name: str = "run", overridden=(), root_sources=None) -> "RunConfig":
         """Builds and validates the typed config from a ConfigDict (or nested dict).
 
         Raises ConfigError naming the first unknown key (with the closest valid keys) or the
@@ -199,7 +202,7 @@ class RunConfig:
         if unknown:
             raise _unknown_key(unknown[0], list(_SECTIONS))
         sections = {key: _build(section_cls, tree.get(key, {}), key) for key, section_cls in _SECTIONS.items()}
-        return cls(name=name, overridden=frozenset(overridden), **sections)
+        return cls(name=name, overridden=frozenset(overridden), root_sources=dict(root_sources or {}), **sections)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (JSON-serialisable), the inverse of :meth:`from_configdict`."""

@@ -125,6 +125,10 @@ def _effective_run(run: RunConfig) -> tuple[RunConfig, bool]:
         run, banner = sample_run.sample_run_config(run, jax.default_backend(), jax.device_count(),
                                                    jax.process_count())
         say(banner)
+    else:
+        keys = dict.fromkeys(resolve(n, TRAIN).root for n in run.data.datasets)
+        say("dataset roots: " + ", ".join(f"{k}={run.data.roots.get(k)} (from {run.root_sources.get(k, 'run config')})"
+                                          for k in keys) + "  (grm-jax --mode=datasets lists every root)")
     check_paths(run)
     return run, sample
 

@@ -129,7 +129,8 @@ def _banner(old: RunConfig, new: RunConfig, name: str, backend: str, folder: str
     drop = f", x0.1 from step {drop_step}" if drop_step < t.max_steps else ""
     lines = [
         "=" * 78,
-        "No training dataset configured (config.data.roots.*): a SHORT DEMONSTRATION RUN on generated sample data,",
+        "No training dataset configured (config.data.roots.*, ~/.config/grm_jax/datasets.json, GRM_DATA_ROOT;",
+        "grm-jax --mode=datasets shows them): a SHORT DEMONSTRATION RUN on generated sample data,",
         f"  config:   configs/{name}.py (plus your --config.* values) instead of {old.name}",
         f"  data:     {SAMPLE_TRAIN_SEQUENCES} generated training / {SAMPLE_VAL_SEQUENCES} validation sequences in "
         f"{folder}",
