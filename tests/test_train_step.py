@@ -74,7 +74,7 @@ def test_sharded_step_equals_single_device(setup, monkeypatch):
     out, out_m, dev_state = _run(model, tx, lr_fn, host_state, batch, jax.devices()[:8], True)
 
     specs = [s.sharding.spec for s in jax.tree_util.tree_leaves(dev_state.params)]
-    assert any("data" in tuple(s) for s in specs), "shard_params sharded nothing"
+    assert any("batch" in tuple(s) for s in specs), "shard_params sharded nothing"
     assert jax.device_count() == 8
 
     # fp32 tolerances: different reduction orders only.
