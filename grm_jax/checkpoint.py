@@ -35,6 +35,7 @@ from grm_jax.errors import CheckpointError
 from grm_jax.io_utils import atomic_write_bytes
 from grm_jax.model.config import ModelConfig
 from grm_jax.model.grm import GRM, abstract_variables
+from grm_jax.workdir_lock import TRAIN_LOCK
 
 CONFIG_FILE = "model_config.json"
 VARIABLES_DIR = "variables"
@@ -43,7 +44,7 @@ MANIFEST_FILE = "weights.sha256"
 CHECKPOINTS_DIR = "checkpoints"
 CORRUPT_CHECKPOINTS_DIR = "corrupt_checkpoints"
 RUN_CONFIG_FILE = "config.json"
-LOCK_FILE = "train.lock"
+LOCK_FILE = TRAIN_LOCK  # the training run lock (grm_jax.workdir_lock)
 TENSORBOARD_DIR = "tensorboard"
 ITEM_VARIABLES = VARIABLES_DIR
 ITEM_TRAIN_STATE = "train_state"

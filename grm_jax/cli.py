@@ -11,9 +11,12 @@ import argparse
 import logging
 import os
 import pathlib
+import signal
 import sys
+import threading
 
-from grm_jax.errors import USER_ERRORS, GrmError, report_user_error
+from grm_jax.errors import (TERMINATED_EXIT, USER_ERRORS, GrmError, Terminated, raise_on_sigterm,
+                            report_user_error)
 
 __all__ = ["main", "build_parser"]
 
@@ -162,13 +165,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     args = parser.parse_args(rest)
     quiet_logs(args.verbose)
+    previous = raise_on_sigterm() if threading.current_thread() is threading.main_thread() else None
     try:
         run(args, overrides)
+    except Terminated:
+        print(f"error: stopped by SIGTERM during --mode={args.mode}; the finished parts (result files, "
+              "checkpoints) are kept and the same command resumes", file=sys.stderr)
+        return TERMINATED_EXIT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except USER_ERRORS as err:
         return report_user_error(err, args.verbose)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from grm_jax.errors import WorkdirError
 
-__all__ = ["AtomicFiles", "atomic_write_bytes", "atomic_write_text", "ensure_writable_dir"]
+__all__ = ["AtomicFiles", "atomic_write_bytes", "atomic_write_text", "ensure_writable_dir", "path_inside"]
 
 
 def _create_temp(target: Path, keep_extension: bool) -> Path:
@@ -118,6 +118,20 @@ def atomic_write_bytes(path, data: bytes) -> Path:
 def atomic_write_text(path, text: str) -> Path:
     """UTF-8 text version of :func:`atomic_write_bytes`."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def path_inside(folder, *parts) -> Path:
+    """``folder/part/...``, checked to lie inside ``folder`` once symbolic links and ``..`` are
+    resolved (the last part itself is not followed: the atomic writers replace a link, never write
+    through it). WorkdirError naming the path otherwise. Every file name built from data (sequence
+    names) goes through this before anything is written or deleted."""
+    target = Path(folder, *parts)
+    base = Path(os.path.realpath(folder))
+    real = Path(os.path.realpath(target.parent)) / target.name
+    if target.name in ("", ".", "..") or not real.is_relative_to(base) or real == base:
+        raise WorkdirError(f"{target}: refused to write outside the output folder {folder}",
+                           hint="a sequence name or file name must be a plain name")
+    return target
 
 
 def ensure_writable_dir(path, what: str = "--workdir") -> Path:

@@ -115,46 +115,47 @@ def run_evaluate(run: RunConfig, checkpoint, dataset: str, workdir, threshold: f
         raise DataError(f"dataset {key!r} at {root}: no sequences")
     thr = resolve_threshold(run, key, threshold)
     workdir = ensure_writable_dir(workdir)
-    tracker_name = tracker_name or pathlib.Path(str(checkpoint)).name or "grm"
-    fmt, batch = run.eval.result_format, run.eval.batch_sequences
-    attention = run.track.attention or inference_attention(topo.local_devices[0].platform)
-    run_manifest = manifest.build_manifest(checkpoint, key, thr, run.track, attention, fmt)
-    state = manifest.prepare_workdir(workdir, run_manifest, [s.name for s in seqs], overwrite=overwrite,
-                                     write=topo.process_index == 0)
-    distribute.wait_for_all_processes(topo, f"grm_evaluate_manifest_{key}")  # process 0 cleared / wrote it
-    if state == "overwritten":
-        print(f"--overwrite: deleted the results and reports of a different run in {workdir}")
+    with _evaluation_lock(workdir, topo.process_index):
+        tracker_name = tracker_name or pathlib.Path(str(checkpoint)).name or "grm"
+        fmt, batch = run.eval.result_format, run.eval.batch_sequences
+        attention = run.track.attention or inference_attention(topo.local_devices[0].platform)
+        run_manifest = manifest.build_manifest(checkpoint, key, thr, run.track, attention, fmt)
+        state = manifest.prepare_workdir(workdir, run_manifest, [s.name for s in seqs], overwrite=overwrite,
+                                         write=topo.process_index == 0)
+        distribute.wait_for_all_processes(topo, f"grm_evaluate_manifest_{key}")  # process 0 cleared / wrote it
+        if state == "overwritten":
+            print(f"--overwrite: deleted the results and reports of a different run in {workdir}")
 
-    shares = distribute.split_sequences(seqs, topo.process_count)
-    mine = set(shares[topo.process_index])
-    todo = [s for s in seqs if s.name in mine
-            and not res.is_complete(workdir, s.name, num_frames=len(s), require_time=True)]
-    print(f"{key}: {len(seqs)} sequences, process {topo.process_index}/{topo.process_count} tracks "
-          f"{len(todo)} of its {len(mine)} ({len(mine) - len(todo)} already complete in {workdir}) on "
-          f"{len(topo.local_devices)} device(s), threshold {thr}, batch {batch}")
-    clock = None
-    if todo:
-        model, variables = model_and_variables or _load_model(checkpoint)
-        tracker = BatchedTracker(model, variables, run.track, thr, batch_size=min(batch, len(todo)),
-                                 devices=topo.local_devices, dtype=run.track.dtype, attention=attention,
-                                 on_bad_frame=run.eval.on_bad_frame)
-        clock = _track(tracker, todo, workdir, fmt, f"{tracker_name}/{key}", run.eval.on_bad_frame,
-                       on_sequence_done)
+        shares = distribute.split_sequences(seqs, topo.process_count)
+        mine = set(shares[topo.process_index])
+        todo = [s for s in seqs if s.name in mine
+                and not res.is_complete(workdir, s.name, num_frames=len(s), require_time=True)]
+        print(f"{key}: {len(seqs)} sequences, process {topo.process_index}/{topo.process_count} tracks "
+              f"{len(todo)} of its {len(mine)} ({len(mine) - len(todo)} already complete in {workdir}) on "
+              f"{len(topo.local_devices)} device(s), threshold {thr}, batch {batch}")
+        clock = None
+        if todo:
+            model, variables = model_and_variables or _load_model(checkpoint)
+            tracker = BatchedTracker(model, variables, run.track, thr, batch_size=min(batch, len(todo)),
+                                     devices=topo.local_devices, dtype=run.track.dtype, attention=attention,
+                                     on_bad_frame=run.eval.on_bad_frame)
+            clock = _track(tracker, todo, workdir, fmt, f"{tracker_name}/{key}", run.eval.on_bad_frame,
+                           on_sequence_done)
 
-    summary = {"dataset": key, "threshold": thr, "num_sequences": len(seqs), "tracked": len(todo),
-               "workdir": str(workdir), **distribute.summary_fields(topo, shares)}
-    distribute.wait_for_all_processes(topo, f"grm_evaluate_{key}")
-    if topo.process_index != 0:
-        return summary  # process 0 scores and writes summary.json
-    missing = [s.name for s in seqs if not res.is_complete(workdir, s.name, num_frames=len(s))]
-    if missing:
-        raise WorkdirError(f"{workdir}: no complete results for {len(missing)} sequence(s) after tracking: "
-                           f"{', '.join(missing[:10])}", hint="re-run the same command to resume")
-    if clock is not None and clock.frames_done:
-        speed.record_session(workdir, clock.frames_done, clock.wall_s, clock.compile_s, processes=topo.process_count,
-                             devices=topo.devices, batch_sequences=batch)
-    _report(summary, seqs, root, workdir, tracker_name, fmt, clock, run.eval.on_bad_frame, attributes_dir)
-    return summary
+        summary = {"dataset": key, "threshold": thr, "num_sequences": len(seqs), "tracked": len(todo),
+                   "workdir": str(workdir), **distribute.summary_fields(topo, shares)}
+        distribute.wait_for_all_processes(topo, f"grm_evaluate_{key}")
+        if topo.process_index != 0:
+            return summary  # process 0 scores and writes summary.json
+        missing = [s.name for s in seqs if not res.is_complete(workdir, s.name, num_frames=len(s))]
+        if missing:
+            raise WorkdirError(f"{workdir}: no complete results for {len(missing)} sequence(s) after tracking: "
+                               f"{', '.join(missing[:10])}", hint="re-run the same command to resume")
+        if clock is not None and clock.frames_done:
+            speed.record_session(workdir, clock.frames_done, clock.wall_s, clock.compile_s, processes=topo.process_count,
+                                 devices=topo.devices, batch_sequences=batch)
+        _report(summary, seqs, root, workdir, tracker_name, fmt, clock, run.eval.on_bad_frame, attributes_dir)
+        return summary
 
 
 def _report(summary: dict, seqs, root, workdir: pathlib.Path, tracker_name: str, fmt: str, clock,
@@ -181,6 +182,18 @@ def _report(summary: dict, seqs, root, workdir: pathlib.Path, tracker_name: str,
     print(speed.describe(summary["speed"]))
     _print_bad_frames(summary["bad_frames"], on_bad_frame)
     report.write_metrics_json(summary, workdir / manifest.SUMMARY_FILE)
+
+
+def _evaluation_lock(workdir: pathlib.Path, process_index: int):
+    """Process 0 holds ``<workdir>/evaluate.lock`` while it evaluates (a second evaluation into
+    the same workdir is refused naming the first); other processes hold nothing."""
+    import contextlib  # noqa: PLC0415
+
+    from grm_jax.workdir_lock import EVALUATE_LOCK, WorkdirLock  # noqa: PLC0415
+
+    if process_index != 0:
+        return contextlib.nullcontext()
+    return WorkdirLock.acquire(workdir, file_name=EVALUATE_LOCK, job="evaluation")
 
 
 _BAD_FRAME_HINTS = {  # attached to the data errors raised while tracking
