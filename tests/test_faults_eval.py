@@ -259,3 +259,52 @@ def test_data_error_type_for_bad_names():
     for bad in ("", " ", ".", "..", "a/b", "/abs", "a\\b", "a\x00b", "a\nb", os.fsdecode(b"\xff")):
         with pytest.raises(DataError, match="not a plain name"):
             check_sequence_name(bad, "list.txt")
+
+
+def test_disk_full_during_results(tmp_path, bench, model_dir, config, monkeypatch):
+    """17.4 / 18.8: the disk fills after the first finished sequence: one WorkdirError naming the
+    workdir, no temporary file left, the finished sequence intact; after freeing space the same
+    command resumes and the box files equal an uninterrupted run's."""
+    from disk_full import small_disk
+
+    full = tmp_path / "full"
+    runner.run_evaluate(config, str(model_dir), f"folder:{bench}", str(full))
+    with small_disk(tmp_path / "disk", monkeypatch) as disk:
+        workdir = disk.path / "w"
+        done = []
+
+        def fill_after_first(name):
+            done.append(name)
+            disk.fill()
+
+        with pytest.raises(WorkdirError, match="no space left on the device") as err:
+            runner.run_evaluate(config, str(model_dir), f"folder:{bench}", str(workdir),
+                                on_sequence_done=fill_after_first)
+        assert str(err.value).startswith(f"{workdir}: ") and "nothing was half-written" in str(err.value)
+        assert done == ["alpha"] and not [p for p in workdir.iterdir() if p.name.startswith(".")]
+        assert (workdir / "alpha.txt").read_bytes() == (full / "alpha.txt").read_bytes()
+        disk.free()
+        assert runner.run_evaluate(config, str(model_dir), f"folder:{bench}", str(workdir))["tracked"] == 2
+        for name in ("alpha", "beta", "gamma"):
+            assert (workdir / f"{name}.txt").read_bytes() == (full / f"{name}.txt").read_bytes()
+
+
+def test_disk_full_during_an_export_like_write(tmp_path, monkeypatch):
+    """17.4: a writer filling a temporary file (np.savez into AtomicFiles.path, as the exporters do)
+    hits a full disk: WorkdirError naming the folder, the previous files intact, no temporary file."""
+    from disk_full import small_disk
+    from grm_jax.io_utils import AtomicFiles, atomic_write_bytes
+
+    with small_disk(tmp_path / "disk", monkeypatch, size="1m") as disk:
+        out_dir = disk.path / "export"
+        atomic_write_bytes(out_dir / "export.json", b"{}\n")
+        disk.fill()
+        with pytest.raises(WorkdirError, match=f"^{out_dir}: no space left on the device .* variables.npz"):
+            with AtomicFiles() as out:
+                out.write_bytes(out_dir / "export.json", b'{"new": 1}\n')
+                with open(out.path(out_dir / "variables.npz"), "wb") as fh:
+                    np.savez(fh, w=np.zeros(1 << 20, np.float32))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+        assert sorted(p.name for p in out_dir.iterdir()) == ["export.json"]
+        assert (out_dir / "export.json").read_bytes() == b"{}\n"

@@ -38,7 +38,7 @@ from grm_jax import checkpoint as ckpt_lib
 from grm_jax.datasets.registry import TRAIN, resolve
 from grm_jax.distributed import initialize_distributed
 from grm_jax.errors import MissingFileError, TrainingError, WorkdirError
-from grm_jax.io_utils import ensure_writable_dir
+from grm_jax.io_utils import disk_full_error, ensure_writable_dir, is_disk_full
 from grm_jax.run_config import RunConfig, TrainConfig
 from grm_jax.train import checkpointing, sample_run
 from grm_jax.train import step as step_lib
@@ -102,11 +102,12 @@ def run_train(run: RunConfig, workdir: str | os.PathLike) -> dict:
     workdir = pathlib.Path(workdir).absolute()
     lock = _claim_workdir(workdir, run)
     try:
-        session = _setup(run, workdir)
-        try:
-            step, means = _train_steps(session)
-        finally:
-            session.close()
+        with checkpointing.disk_full_reported(workdir):
+            session = _setup(run, workdir)
+            try:
+                step, means = _train_steps(session)
+            finally:
+                session.close()
         return _after_training(session, step, means, sample, t_start)
     finally:
         if lock is not None:
