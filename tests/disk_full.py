@@ -22,16 +22,10 @@ class SmallDisk:
 
     def fill(self) -> None:
         if self.mounted:
-            chunk = b"\0" * (1 << 16)
-            with open(self._filler, "ab") as fh:
-                with contextlib.suppress(OSError):
+            for size in (1 << 16, 512):  # big blocks, then the last partial page
+                with contextlib.suppress(OSError), open(self._filler, "ab", buffering=0) as fh:
                     while True:
-                        fh.write(chunk)
-                        fh.flush()
-            with contextlib.suppress(OSError):  # the last partial page too
-                with open(self._filler, "ab", buffering=0) as fh:
-                    while True:
-                        fh.write(b"\0" * 512)
+                        fh.write(b"\0" * size)
             return
 
         def no_space(fd):
