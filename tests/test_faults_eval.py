@@ -301,10 +301,10 @@ def test_disk_full_during_an_export_like_write(tmp_path, monkeypatch):
         disk.fill()
         with pytest.raises(WorkdirError, match=f"^{out_dir}: no space left on the device .* variables.npz"):
             with AtomicFiles() as out:
-                out.write_bytes(out_dir / "export.json", b'{"new": 1}\n')
                 with open(out.path(out_dir / "variables.npz"), "wb") as fh:
                     np.savez(fh, w=np.zeros(1 << 20, np.float32))
                     fh.flush()
                     os.fsync(fh.fileno())
+                out.write_bytes(out_dir / "export.json", b'{"new": 1}\n')
         assert sorted(p.name for p in out_dir.iterdir()) == ["export.json"]
         assert (out_dir / "export.json").read_bytes() == b"{}\n"
