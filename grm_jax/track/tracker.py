@@ -177,13 +177,15 @@ def check_frame(frame, what: str = "frame") -> np.ndarray:
 
 def prepare_template(frame: np.ndarray, box_xywh: np.ndarray, params: TrackParams):
     """Template crop (factor, size from params) -> (crop uint8 (T,T,3), resize_factor float)."""
-    crop, rf, _ = sample_target(frame, box_xywh, params.template_factor, params.template_size)
+    crop, rf, _ = sample_target(frame, box_xywh, params.template_factor, params.template_size,
+                                "track.template_factor")
     return crop, rf
 
 
 def prepare_search(frame: np.ndarray, state_xywh: np.ndarray, params: TrackParams):
     """Search crop around the previous state -> (crop uint8 (S,S,3), resize_factor float)."""
-    crop, rf, _ = sample_target(frame, state_xywh, params.search_factor, params.search_size)
+    crop, rf, _ = sample_target(frame, state_xywh, params.search_factor, params.search_size,
+                                "track.search_factor")
     return crop, rf
 
 

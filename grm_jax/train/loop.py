@@ -42,6 +42,7 @@ from grm_jax.io_utils import disk_full_error, ensure_writable_dir, is_disk_full
 from grm_jax.run_config import RunConfig, TrainConfig
 from grm_jax.train import checkpointing, sample_run
 from grm_jax.train import step as step_lib
+from grm_jax.train.memory import check_batch_fits
 from grm_jax.train.progress import Progress, everywhere, say, to_host
 from grm_jax.train.workdir import WorkdirLock, write_run_files
 
@@ -184,6 +185,7 @@ def _setup(run: RunConfig, workdir: pathlib.Path) -> _Session:
 
     n_dev, n_proc = jax.device_count(), jax.process_count()
     sched = plan_schedule(run.train, run.data.samples_per_epoch, n_dev, n_proc)
+    check_batch_fits(run, n_dev, n_proc, jax.local_devices()[0])  # before any batch is built
     local_batch = sched.global_batch // n_proc
     say(f"{n_proc} process(es), {n_dev} device(s) [{jax.devices()[0].platform}]; global batch "
         f"{sched.global_batch} ({local_batch} per process); {sched.total_steps} steps, "
