@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="evaluate/track: model directory (converted weights or a training workdir)")
     p.add_argument("--dataset", help="evaluate/score: benchmark name, e.g. lasot, got10k_test, folder:/path")
     p.add_argument("--threshold", type=float, help="division threshold (default: the benchmark's official value)")
-    p.add_argument("--sequences", type=_comma_list, help="evaluate: only these sequence names (a,b,c)")
+    p.add_argument("--sequences", type=_comma_list, help="evaluate / score: only these sequence names (a,b,c)")
     p.add_argument("--overwrite", action="store_true",
                    help="evaluate: discard results in --workdir made with other settings")
     p.add_argument("--on_bad_frame", choices=("error", "skip"),
@@ -145,7 +145,7 @@ def run(args: argparse.Namespace, overrides: list[str]):
                                 overlay_layers=args.overlay_layers)
     return runner.run_score(run_config, dataset=_required(args, "dataset"), results=_required(args, "results"),
                             workdir=_required(args, "workdir"), tracker_name=args.tracker_name,
-                            attributes_dir=args.attributes_dir)
+                            attributes_dir=args.attributes_dir, sequences=args.sequences)
 
 
 def _required(args: argparse.Namespace, name: str):

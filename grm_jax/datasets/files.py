@@ -25,7 +25,8 @@ import numpy as np
 from grm_jax.annotations import read_flags, read_label_file
 from grm_jax.errors import DataError, MissingFileError
 
-__all__ = ["TABLES_DIR", "SPLITS_DIR", "IMAGE_EXTS", "check_sequence_name", "require_dir", "list_images", "check_frames_exist",
+__all__ = ["TABLES_DIR", "SPLITS_DIR", "IMAGE_EXTS", "MissingSequenceError", "check_sequence_name", "require_dir",
+           "list_images", "check_frames_exist",
            "check_frame_count", "read_table", "read_split_names", "read_split_indices", "select",
            "occlusion_visibility"]
 
@@ -61,11 +62,17 @@ def check_sequence_name(name, where) -> str:
     return name
 
 
+class MissingSequenceError(MissingFileError):
+    """The folder of a benchmark sequence is not in the dataset root (``require_dir(path, "sequence")``);
+    scoring without ``--sequences`` skips such sequences with one warning."""
+
+
 def require_dir(path, what: str) -> str:
-    """``path`` as str if it is a folder, else MissingFileError 'missing <what> folder: <path>'."""
+    """``path`` as str if it is a folder, else MissingFileError 'missing <what> folder: <path>'
+    (MissingSequenceError when ``what`` is "sequence")."""
     path = os.fspath(path)
     if not os.path.isdir(path):
-        raise MissingFileError(f"missing {what} folder: {path}")
+        raise (MissingSequenceError if what == "sequence" else MissingFileError)(f"missing {what} folder: {path}")
     return path
 
 

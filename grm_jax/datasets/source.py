@@ -4,7 +4,8 @@ Sequence ``i`` has ``N_i`` frames; frame ``f`` has a box (x1, y1, w, h) in pixel
 
 * ``valid``: the box has w > 0 and h > 0 (COCO: both above 50 px);
 * ``visible``: the pair sampler may pick the frame: valid AND the dataset's own visibility rule
-  (each reader's docstring states it).
+  (each reader's docstring states it). Only video datasets are filtered by it: for image
+  datasets (COCO) the sampler, like the official one, takes every sequence.
 
 Image datasets (COCO) are sources whose sequences have a single frame (``is_video`` False); the
 pair sampler then uses that image as template and search.

@@ -19,6 +19,9 @@ pytracking analysis (what the paper's tables use), per sequence:
   (``denominator='valid'``, GRM/OSTrack analysis) or sequence length (``'all'``, AVisT/upstream);
 * AUC = mean of the success curve; P = precision at 20 px; NP = normalized precision at 0.20;
   OP50 / OP75 = success at 0.5 / 0.75. Dataset scores are means over sequences, in percent.
+* LaSOT is published with two denominators (:data:`LASOT_PROTOCOLS`): 'grm' (the valid frames,
+  GRM's and OSTrack's analysis code) and 'official' (all frames: the LaSOT toolkit's
+  eval_tracker.m and upstream pytracking).
 
 GOT-10k toolkit (what its server computes): first frame excluded, only frames with cover > 0,
 continuous IoU with both boxes clipped to the image, AO / SR pooled over all counted frames of
@@ -45,6 +48,8 @@ __all__ = [
     "got10k_sequence_ious",
     "got10k_metrics",
     "speed_fps",
+    "LASOT_PROTOCOLS",
+    "lasot_protocol_denominator",
 ]
 
 # 21 thresholds 0, 0.05, ..., 1.0 (same float64 values as torch.arange(0, 1.05, 0.05)).
@@ -58,6 +63,21 @@ _IDX_OP75 = 15  # OVERLAP_THRESHOLDS[15] == 0.75
 _IDX_P20 = 20  # CENTER_THRESHOLDS[20] == 20 px
 _IDX_NP20 = 20  # NORM_CENTER_THRESHOLDS[20] == 0.20
 _DENOMINATORS = ("valid", "all")
+
+# LaSOT protocol -> (denominator, what it means). 'grm' is the default.
+LASOT_PROTOCOLS = {
+    "grm": ("valid", "success and precision of a sequence divided by its valid frames (target visible, "
+                     "non-empty box), as in GRM's and OSTrack's analysis code"),
+    "official": ("all", "success and precision of a sequence divided by all its frames, as in the LaSOT "
+                        "toolkit (eval_tracker.m) and upstream pytracking"),
+}
+
+
+def lasot_protocol_denominator(protocol: str) -> str:
+    """'grm' -> 'valid', 'official' -> 'all' (ValueError naming the choices otherwise)."""
+    if protocol not in LASOT_PROTOCOLS:
+        raise ValueError(f"LaSOT protocol must be one of {tuple(LASOT_PROTOCOLS)}, got {protocol!r}")
+    return LASOT_PROTOCOLS[protocol][0]
 
 
 def _boxes(a, what: str, name: str) -> np.ndarray:

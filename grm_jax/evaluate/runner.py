@@ -154,12 +154,13 @@ def run_evaluate(run: RunConfig, checkpoint, dataset: str, workdir, threshold: f
         if clock is not None and clock.frames_done:
             speed.record_session(workdir, clock.frames_done, clock.wall_s, clock.compile_s, processes=topo.process_count,
                                  devices=topo.devices, batch_sequences=batch)
-        _report(summary, seqs, root, workdir, tracker_name, fmt, clock, run.eval.on_bad_frame, attributes_dir)
+        _report(summary, seqs, root, workdir, tracker_name, fmt, clock, run.eval.on_bad_frame, attributes_dir,
+                run.eval.lasot_protocol, _coverage(key, seqs, "sequences" if sequences is not None else "all", []))
         return summary
 
 
 def _report(summary: dict, seqs, root, workdir: pathlib.Path, tracker_name: str, fmt: str, clock,
-            on_bad_frame: str, attributes_dir=None) -> None:
+            on_bad_frame: str, attributes_dir=None, lasot_protocol: str = "grm", coverage=None) -> None:
     """Process 0, after tracking: scores (or builds the server submission), prints the table,
     the speeds and the unreadable frames, and completes and writes ``summary.json``."""
     key, names = summary["dataset"], [s.name for s in seqs]
@@ -170,7 +171,8 @@ def _report(summary: dict, seqs, root, workdir: pathlib.Path, tracker_name: str,
         summary["speed"] = speed.speed_fields(_toolkit_fps(workdir, names), speed.read_timing(workdir))
     else:
         out = compare.compare_trackers(seqs, {tracker_name: workdir}, workdir,
-                                       attribute_flags=_attribute_flags(key, root, names, attributes_dir))
+                                       attribute_flags=_attribute_flags(key, root, names, attributes_dir),
+                                       lasot_protocol=lasot_protocol, coverage=coverage)
         metrics = out["trackers"][0]
         summary["metrics"] = {k: metrics.get(k) for k in (*report.SUMMARY_KEYS, *report.GOT10K_KEYS, "fps")
                               if k in metrics}
@@ -269,24 +271,52 @@ def _print_bad_frames(bad: dict, policy: str) -> None:
 # score
 # ----------------------------------------------------------------------------------------------
 
+def _coverage(key: str, seqs, selected: str, missing: list[str]) -> dict:
+    """What results.md / metrics.json say about the sequences scored (see ``report.write_report``)."""
+    names = ds.benchmark_sequence_names(key)
+    total = len(names) if names is not None else (len(seqs) if selected == "all" else None)
+    return {"benchmark_sequences": total, "selected": selected, "missing": list(missing)}
+
+
+def _score_sequences(key: str, root, sequences) -> tuple[list, dict]:
+    """The sequences to score: ``sequences`` (--sequences) if given, else those of the benchmark
+    present in ``root`` (one warning line when some are missing; DataError when none is there)."""
+    seqs, missing = ds.load_present(key, root, sequences)
+    if not seqs:
+        raise DataError(f"dataset {key!r}: none of its sequences is in {root}",
+                        hint=f"e.g. {missing[0]!r} is expected in {root}" if missing else None)
+    if missing:
+        total = len(seqs) + len(missing)
+        print(f"warning: {key}: {len(missing)} of the {total} sequences are not in {root} "
+              f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); scoring the {len(seqs)} present "
+              f"(name them with --sequences to score a subset on purpose)")
+    selected = "sequences" if sequences is not None else ("present" if missing else "all")
+    return seqs, _coverage(key, seqs, selected, missing)
+
+
 def run_score(run: RunConfig, dataset: str, results, workdir, tracker_name: str | None = None,
-              attributes_dir=None) -> dict:
+              attributes_dir=None, sequences: SequenceT[str] | None = None) -> dict:
     """Scores the result folders of any trackers on a benchmark and writes one report to ``workdir``.
 
     results: ``DIR``, ``NAME=DIR,NAME=DIR,...`` or {name: dir} (:mod:`grm_jax.evaluate.compare`;
-    all trackers are scored on the sequences they all have results for). attributes_dir: a folder
-    of LaSOT attribute files (``<seq>.txt``), besides those found in the LaSOT root
-    (:mod:`grm_jax.evaluate.attributes`). Returns the metrics of the one tracker, or
-    {"benchmark", "trackers": {name: metrics}, "attributes"} (what ``workdir/metrics.json`` holds).
+    all trackers are scored on the sequences they all have results for). sequences: score only
+    these (--sequences); without, the benchmark's sequences present in the dataset root are
+    scored, with one warning line when some are missing. results.md and metrics.json
+    (``coverage``) state how many of the benchmark's sequences were scored. LaSOT is scored with
+    ``run.eval.lasot_protocol``. attributes_dir: a folder of LaSOT attribute files
+    (``<seq>.txt``), besides those found in the LaSOT root (:mod:`grm_jax.evaluate.attributes`).
+    Returns the metrics of the one tracker, or {"benchmark", "trackers": {name: metrics},
+    "attributes"} (what ``workdir/metrics.json`` holds).
     """
     key, root = resolve_benchmark(run, dataset)
     if key in _SERVER_SCORED:
         raise DataError(f"dataset {key!r}: ground truth is not public; submit the results to its server")
     folders = compare.parse_results_spec(results, tracker_name)
     workdir = ensure_writable_dir(workdir)
-    seqs = ds.load_benchmark(key, root)
+    seqs, coverage = _score_sequences(key, root, sequences)
     out = compare.compare_trackers(seqs, folders, workdir,
-                                   attribute_flags=_attribute_flags(key, root, [s.name for s in seqs], attributes_dir))
+                                   attribute_flags=_attribute_flags(key, root, [s.name for s in seqs], attributes_dir),
+                                   lasot_protocol=run.eval.lasot_protocol, coverage=coverage)
     _print_report(key, out)
     if len(out["trackers"]) == 1:
         return out["trackers"][0]
