@@ -308,3 +308,58 @@ def test_disk_full_during_an_export_like_write(tmp_path, monkeypatch):
                 out.write_bytes(out_dir / "export.json", b'{"new": 1}\n')
         assert sorted(p.name for p in out_dir.iterdir()) == ["export.json"]
         assert (out_dir / "export.json").read_bytes() == b"{}\n"
+
+
+GOOD = "30,40,50,60"
+REFUSED_ANNOTATIONS = {  # groundtruth.txt lines -> the message (every one names the file or folder)
+    "more": ([GOOD] * 5, "groundtruth.txt: 5 ground-truth lines but 4 frames"),
+    "fewer": ([GOOD] * 3, "groundtruth.txt: 3 ground-truth lines but 4 frames"),
+    "extra_columns": (["30,40,50,60,7"] + [GOOD] * 3, "groundtruth.txt, line 1: expected 4 numbers, got 5"),
+    "empty": ([], "groundtruth.txt: no boxes"),
+    "words": ([GOOD, "30,forty,50,60", GOOD, GOOD], "groundtruth.txt, line 2: cannot parse numbers"),
+    "negative_first": (["30,40,-50,60"] + [GOOD] * 3, "first ground-truth box [30.0, 40.0, -50.0, 60.0]: w = -50.0 "
+                                                      "must be > 0"),
+    "nan_first": (["nan,nan,nan,nan"] + [GOOD] * 3, "first ground-truth box [nan, nan, nan, nan]: x = nan is not"),
+}
+SCORED_ANNOTATIONS = {  # lines -> invalid rows after frame 1 (not scored, one warning)
+    "semicolons": (["30;40;50;60", "30; 40; 50; 60", "30;40;50;60", "30;40;50;60"], 0),
+    "negative_later": ([GOOD, GOOD, "30,40,-5,60", GOOD], 1),
+    "nan_later": ([GOOD, "nan,nan,nan,nan", "NaN NaN NaN NaN", GOOD], 2),
+    "zeros_later": ([GOOD, "0,0,0,0", "0,0,0,0", "0,0,0,0"], 3),
+}
+
+
+def test_annotation_files_refused_naming_the_line(tmp_path, model_dir, capsys):
+    """17.3: malformed ground truth is refused before any model is loaded, naming the file / line
+    (or, for the first box, the sequence and its folder)."""
+    for name, (lines, message) in REFUSED_ANNOTATIONS.items():
+        root = tmp_path / name
+        write_sequence(root / "seq", 0, 4)
+        (root / "seq" / "groundtruth.txt").write_text("".join(ln + "\n" for ln in lines))
+        code, err = _evaluate([f"--dataset=folder:{root}", f"--checkpoint={model_dir}",
+                               f"--workdir={tmp_path / ('out_' + name)}"], capsys)
+        assert code == 2 and message in err and "Traceback" not in err, (name, err)
+        assert str(root / "seq") in err, (name, err)
+        assert not (tmp_path / ("out_" + name)).exists() or not any((tmp_path / ("out_" + name)).glob("*.txt"))
+
+
+def test_annotation_rows_without_box_are_not_scored(tmp_path, model_dir, capsys):
+    """17.3 / 18.7: semicolons are separators; rows after frame 1 with w or h <= 0 or NaN are invalid
+    frames: not scored, one warning naming the sequence; no score exceeds 100% (ground truth
+    0,0,0,0 after frame 1 used to give NP 500%)."""
+    import json
+
+    for name, (lines, invalid) in SCORED_ANNOTATIONS.items():
+        root = tmp_path / name
+        write_sequence(root / "seq", 0, 4)
+        (root / "seq" / "groundtruth.txt").write_text("".join(ln + "\n" for ln in lines))
+        workdir = tmp_path / ("out_" + name)
+        code = main(["--config", "grm_tiny_cpu", "--mode=evaluate", f"--dataset=folder:{root}",
+                     f"--checkpoint={model_dir}", f"--workdir={workdir}"])
+        out = capsys.readouterr().out
+        assert code == 0, (name, out)
+        metrics = json.loads((workdir / "metrics.json").read_text())
+        assert all(0 <= metrics[k] <= 100 for k in ("auc", "precision", "norm_precision", "op50", "op75")), metrics
+        assert metrics["per_sequence"]["seq"]["num_valid"] == 4 - invalid
+        warned = f"warning: {invalid} ground-truth row(s) of 1 sequence(s) after the first frame have no box"
+        assert (warned in out) == bool(invalid), (name, out)

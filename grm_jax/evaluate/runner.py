@@ -113,6 +113,7 @@ def run_evaluate(run: RunConfig, checkpoint, dataset: str, workdir, threshold: f
     seqs = ds.load_benchmark(key, root, sequences)
     if not seqs:
         raise DataError(f"dataset {key!r} at {root}: no sequences")
+    _check_init_boxes(seqs)
     thr = resolve_threshold(run, key, threshold)
     workdir = ensure_writable_dir(workdir)
     with _evaluation_lock(workdir, topo.process_index):
@@ -184,6 +185,18 @@ def _report(summary: dict, seqs, root, workdir: pathlib.Path, tracker_name: str,
     print(speed.describe(summary["speed"]))
     _print_bad_frames(summary["bad_frames"], on_bad_frame)
     report.write_metrics_json(summary, workdir / manifest.SUMMARY_FILE)
+
+
+def _check_init_boxes(seqs) -> None:
+    """DataError naming the sequence and its folder when a first ground-truth box cannot start the
+    tracker (NaN, w or h <= 0, ...), before any model is loaded."""
+    import os  # noqa: PLC0415
+
+    from grm_jax.track.tracker import validate_box  # noqa: PLC0415
+
+    for s in seqs:
+        folder = os.path.dirname(s.frames[0]) if s.frames else "?"
+        validate_box(s.init_box, f"sequence {s.name!r} ({folder}), first ground-truth box")
 
 
 def _evaluation_lock(workdir: pathlib.Path, process_index: int):
