@@ -20,15 +20,19 @@ fails in the first second instead of after a whole sequence or benchmark was tra
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
 import os
+import re
 import secrets
+import shutil
 from pathlib import Path
 
 from grm_jax.errors import WorkdirError
 
 __all__ = ["AtomicFiles", "atomic_write_bytes", "atomic_write_text", "disk_full_error", "ensure_writable_dir",
-           "is_disk_full", "path_inside"]
+           "is_disk_full", "path_inside", "replaced_directory"]
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -191,3 +195,94 @@ def ensure_writable_dir(path, what: str = "--workdir") -> Path:
         raise WorkdirError(f"{what} {path}: cannot write there ({err.strerror or err})",
                            hint="choose a folder you can write to, or fix its permissions") from None
     return path
+
+
+# Folders written beside their target by replaced_directory: .<name>.tmp-<pid>-<hex> (being written,
+# or the old contents after the swap) and .<name>.old-<pid>-<hex> (the old contents, fallback swap).
+_SIDE_FOLDER = re.compile(r"^\.(?P<name>.+)\.(tmp|old)-(?P<pid>\d+)-[0-9a-f]{8}$")
+_RENAME_EXCHANGE = 2
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_side_folders(target: Path) -> None:
+    """Removes folders a killed replaced_directory left beside ``target`` (their pid is gone)."""
+    for entry in target.parent.iterdir():
+        m = _SIDE_FOLDER.match(entry.name)
+        if m and m["name"] == target.name and not _pid_alive(int(m["pid"])):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swaps the folders ``a`` and ``b`` (Linux renameat2 RENAME_EXCHANGE); False where
+    the system or file system cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd = -100
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0
+
+
+def _swap_in(new: Path, target: Path) -> None:
+    """Puts the folder ``new`` at ``target``; the old ``target`` (if any) is removed afterwards.
+    A reader sees the old or the new folder, never a mix: one rename (no target or an empty one),
+    else an atomic exchange, else (no renameat2) two renames with the old folder kept until the
+    second is done."""
+    try:
+        os.rename(new, target)  # no target, or an empty folder
+        return
+    except OSError:
+        if not target.exists():
+            raise
+    if _exchange(new, target):
+        shutil.rmtree(new)  # now the old contents
+        return
+    old = target.with_name(f".{target.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+    os.rename(target, old)
+    os.rename(new, target)
+    shutil.rmtree(old)
+
+
+@contextlib.contextmanager
+def replaced_directory(target, allowed: frozenset[str] | None = None):
+    """Writes a whole folder beside ``target``, then swaps it in atomically.
+
+        with replaced_directory(dst, allowed={"a.json", "b"}) as tmp:
+            ... write everything into tmp ...
+        # success: dst holds exactly what was written (the old dst is removed);
+        # exception or kill: dst is untouched (a killed run leaves .<name>.tmp-<pid>-<hex> beside
+        # it, removed by the next run once that pid is gone)
+
+    ``allowed``: the entries an existing ``target`` may hold; one holding anything else (e.g. a
+    folder of the user's files given by mistake) is refused with WorkdirError before any work.
+    A symlink ``target`` is followed: the folder it points to is replaced.
+    """
+    target = Path(os.path.realpath(Path(target).absolute()))
+    if target.exists():
+        if not target.is_dir():
+            raise WorkdirError(f"{target}: exists and is not a folder", hint="choose another output folder")
+        others = sorted(set(os.listdir(target)) - set(allowed)) if allowed is not None else []
+        if others:
+            raise WorkdirError(f"{target}: holds {others[:5]} besides a model directory's files; refusing to "
+                               "replace it", hint="choose a new folder or remove those files")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_side_folders(target)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    tmp.mkdir()
+    try:
+        yield tmp
+        _swap_in(tmp, target)
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, Exception) and is_disk_full(err):
+            raise disk_full_error(target.parent, f"{target.name}/ (the previous one is intact)") from err
+        raise
