@@ -29,26 +29,30 @@ import hashlib
 import json
 import os
 import pathlib
+import stat
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
 from grm_jax.errors import CheckpointError, ConfigError
-from grm_jax.io_utils import atomic_write_bytes
+from grm_jax.io_utils import atomic_write_bytes, replaced_directory
 from grm_jax.model.config import ModelConfig
 from grm_jax.model.grm import GRM, abstract_variables
 from grm_jax.track_settings import ModelTrack
+from grm_jax.workdir_lock import TRAIN_LOCK
 
 CONFIG_FILE = "model_config.json"
 TRACK_FILE = "track_config.json"
 VARIABLES_DIR = "variables"
 MANIFEST_FILE = "weights.sha256"
+MODEL_DIR_ENTRIES = frozenset({CONFIG_FILE, TRACK_FILE, VARIABLES_DIR, MANIFEST_FILE})
+MAX_MANIFEST_BYTES = 16 << 20  # ~170,000 lines; an orbax model directory has a few dozen files
 # Training work directory (see module doc): every file, folder and orbax item name.
 CHECKPOINTS_DIR = "checkpoints"
 CORRUPT_CHECKPOINTS_DIR = "corrupt_checkpoints"
 RUN_CONFIG_FILE = "config.json"
-LOCK_FILE = "train.lock"
+LOCK_FILE = TRAIN_LOCK  # the training run lock (grm_jax.workdir_lock)
 TENSORBOARD_DIR = "tensorboard"
 ITEM_VARIABLES = VARIABLES_DIR
 ITEM_TRAIN_STATE = "train_state"
@@ -122,38 +126,110 @@ def read_model_track(path: str | os.PathLike) -> ModelTrack | None:
 
 
 def save_model(directory: str | os.PathLike, config: ModelConfig, variables: dict, track=None) -> pathlib.Path:
-    """Writes a model directory (configs, orbax weights, then their sha256 manifest); overwrites
-    an existing one. Until the manifest is written the directory does not load. track: the track
-    settings the model is meant for (a run config's TrackConfig or a ModelTrack; None = the
-    built-in defaults, the ViT-B 256 recipe)."""
+    """Writes a model directory (configs, orbax weights, then their sha256 manifest). track: the
+    track settings the model is meant for (a run config's TrackConfig or a ModelTrack; None = the
+    built-in defaults, the ViT-B 256 recipe).
+
+    Everything is written into a new folder beside ``directory`` that is then swapped in
+    atomically (``grm_jax.io_utils.replaced_directory``): an existing model directory is replaced
+    whole, and a kill at any moment leaves either the old or the new model, never a broken one.
+    An existing folder holding anything besides a model directory's files is refused
+    (WorkdirError) before any work."""
     directory = pathlib.Path(directory).absolute()
-    (directory / MANIFEST_FILE).unlink(missing_ok=True)
-    write_model_config(directory, config, track)
     variables = {k: jax.tree_util.tree_map(np.asarray, dict(variables[k])) for k in ("params", "batch_stats")}
-    with ocp.StandardCheckpointer() as ckptr:
-        ckptr.save(directory / VARIABLES_DIR, variables, force=True)
-    _write_manifest(directory)
+    with replaced_directory(directory, allowed=MODEL_DIR_ENTRIES) as new:
+        write_model_config(new, config, track)
+        with ocp.StandardCheckpointer() as ckptr:
+            ckptr.save(new / VARIABLES_DIR, variables, force=True)
+        _write_manifest(new)
     return directory
+
+
+def _open_regular(path: pathlib.Path):
+    """Opens ``path`` for reading only if it is a regular file (not a symlink, FIFO or device:
+    O_NOFOLLOW and O_NONBLOCK, then fstat), so hashing never follows a link out of the directory,
+    blocks on a FIFO or reads /dev/zero forever."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot be opened as a regular file ({err.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise CheckpointError(f"{path}: not a regular file")
+    return os.fdopen(fd, "rb")
 
 
 def _sha256(path: pathlib.Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with _open_regular(path) as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISLNK, "a symlink"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
 def _weight_files(directory: pathlib.Path) -> list[str]:
-    """Paths (relative to the model directory, '/'-separated) of the files the manifest covers:
-    the two JSON configs (when present) and every file under variables/."""
+    """Paths (relative to the model directory, '/'-separated) of every file under variables/.
+
+    CheckpointError when variables/ or anything under it is a symlink, FIFO, socket or device
+    (a model directory holds only folders and regular files), or when it holds no file at all."""
     root = directory / VARIABLES_DIR
-    configs = [name for name in (CONFIG_FILE, TRACK_FILE) if (directory / name).exists()]
-    return configs + sorted(p.relative_to(directory).as_posix() for p in root.rglob("*") if not p.is_dir())
+    found, pending = [], [root]
+    while pending:
+        folder = pending.pop()
+        mode = os.lstat(folder).st_mode
+        if not stat.S_ISDIR(mode):
+            rel = folder.relative_to(directory).as_posix()
+            raise CheckpointError(f"{directory}: {rel} is {_file_kind(mode)}; a model directory holds only "
+                                  "folders and regular files", hint="copy the model directory without links")
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            mode = entry.stat(follow_symlinks=False).st_mode
+            if stat.S_ISDIR(mode):
+                pending.append(pathlib.Path(entry.path))
+            elif stat.S_ISREG(mode):
+                found.append(pathlib.Path(entry.path).relative_to(directory).as_posix())
+            else:
+                rel = pathlib.Path(entry.path).relative_to(directory).as_posix()
+                target = f" pointing to {os.readlink(entry.path)}" if stat.S_ISLNK(mode) else ""
+                raise CheckpointError(f"{directory}: {rel} is {_file_kind(mode)}{target}; a model directory holds "
+                                      "only folders and regular files", hint="copy the model directory without links")
+    if not found:
+        raise CheckpointError(f"{directory}: {VARIABLES_DIR}/ holds no weight files", hint="re-convert the weights")
+    return sorted(found)
+
+
+def _manifest_name_ok(name: str) -> bool:
+    """'variables/<a>/<b>': plain components only (no '', '.', '..', backslash or NUL)."""
+    parts = name.split("/")
+    return (len(parts) >= 2 and parts[0] == VARIABLES_DIR and "\\" not in name and "\0" not in name
+            and all(p not in ("", ".", "..") for p in parts))
+
+
+def _covered_files(directory: pathlib.Path) -> list[str]:
+    """What the manifest covers: the two JSON configs (those present, regular files only) and
+    every weight file."""
+    configs = []
+    for name in (CONFIG_FILE, TRACK_FILE):
+        try:
+            mode = os.lstat(directory / name).st_mode
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(mode):
+            raise CheckpointError(f"{directory}: {name} is {_file_kind(mode)}; a model directory holds only "
+                                  "folders and regular files", hint="copy the model directory without links")
+        configs.append(name)
+    return configs + _weight_files(directory)
 
 
 def _write_manifest(directory: pathlib.Path) -> None:
-    lines = [f"{_sha256(directory / name)}  {name}\n" for name in _weight_files(directory)]
+    lines = [f"{_sha256(directory / name)}  {name}\n" for name in _covered_files(directory)]
     atomic_write_bytes(directory / MANIFEST_FILE, "".join(lines).encode())
 
 
@@ -164,11 +240,16 @@ def _read_manifest(directory: pathlib.Path) -> dict[str, str]:
                               hint="re-convert the weights (python -m convert_weights) or re-save the model "
                                    "with grm_jax.save_model")
     entries: dict[str, str] = {}
-    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+    with _open_regular(path) as f:
+        text = f.read(MAX_MANIFEST_BYTES + 1).decode("utf-8", errors="replace")
+    if len(text) > MAX_MANIFEST_BYTES:
+        raise CheckpointError(f"{path}: larger than {MAX_MANIFEST_BYTES} bytes; not a weights manifest")
+    for number, line in enumerate(text.splitlines(), 1):
         digest, sep, name = line.partition("  ")
-        safe = name in (CONFIG_FILE, TRACK_FILE) or (name.startswith(VARIABLES_DIR + "/")
-                                                     and ".." not in name.split("/"))
-        if not sep or len(digest) != 64 or not safe or name in entries:
+        if sep and len(digest) == 64 and not (name in (CONFIG_FILE, TRACK_FILE) or _manifest_name_ok(name)):
+            raise CheckpointError(f"{path}: line {number} names {name[:100]!r}, which is not a file under "
+                                  f"{VARIABLES_DIR}/ (a '..', absolute or empty path component)")
+        if not sep or len(digest) != 64 or name in entries:
             raise CheckpointError(f"{path}: line {number} is not '<sha256>  {VARIABLES_DIR}/<file>'")
         entries[name] = digest.lower()
     if CONFIG_FILE not in entries:
@@ -187,7 +268,7 @@ def verify_weights(directory: str | os.PathLike) -> None:
     """
     directory = pathlib.Path(directory).absolute()
     expected = _read_manifest(directory)
-    present = set(_weight_files(directory))
+    present = set(_covered_files(directory))
     for name in sorted(present - set(expected)):
         raise CheckpointError(f"{directory}: {name} is not listed in {MANIFEST_FILE} (modified model directory)",
                               hint="re-convert the weights or re-save the model")

@@ -11,9 +11,12 @@ import argparse
 import logging
 import os
 import pathlib
+import signal
 import sys
+import threading
 
-from grm_jax.errors import USER_ERRORS, GrmError, report_user_error
+from grm_jax.errors import (TERMINATED_EXIT, USER_ERRORS, GrmError, Terminated, raise_on_sigterm,
+                            report_user_error)
 
 __all__ = ["main", "build_parser"]
 
@@ -60,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="evaluate/score: benchmark name, e.g. lasot, got10k_test, folder:/path")
     p.add_argument("--threshold", type=float, help="division threshold, same as --config.track.threshold (default: "
                    "the model's own for the benchmark, else the benchmark's official value)")
-    p.add_argument("--sequences", type=_comma_list, help="evaluate: only these sequence names (a,b,c)")
+    p.add_argument("--sequences", type=_comma_list, help="evaluate / score: only these sequence names (a,b,c)")
     p.add_argument("--overwrite", action="store_true",
                    help="evaluate: discard results in --workdir made with other settings")
     p.add_argument("--on_bad_frame", choices=("error", "skip"),
@@ -148,7 +151,7 @@ def run(args: argparse.Namespace, overrides: list[str]):
                                 overlay_layers=args.overlay_layers)
     return runner.run_score(run_config, dataset=_required(args, "dataset"), results=_required(args, "results"),
                             workdir=_required(args, "workdir"), tracker_name=args.tracker_name,
-                            attributes_dir=args.attributes_dir)
+                            attributes_dir=args.attributes_dir, sequences=args.sequences)
 
 
 def print_roots(run_config) -> dict:
@@ -178,13 +181,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     args = parser.parse_args(rest)
     quiet_logs(args.verbose)
+    previous = raise_on_sigterm() if threading.current_thread() is threading.main_thread() else None
     try:
         run(args, overrides)
+    except Terminated:
+        print(f"error: stopped by SIGTERM during --mode={args.mode}; the finished parts (result files, "
+              "checkpoints) are kept and the same command resumes", file=sys.stderr)
+        return TERMINATED_EXIT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except USER_ERRORS as err:
         return report_user_error(err, args.verbose)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -7,7 +7,7 @@ A run config has six sections, each a frozen dataclass:
     data   DataConfig    dataset root folders (training AND evaluation), training mix, jitter
     train  TrainConfig   optimizer, schedule, checkpoints, logging
     track  TrackConfig   the tracking procedure (crop factors, clipping, precision, dtype)
-    eval   EvalConfig    benchmark evaluation (batching, result format, bad frames)
+    eval   EvalConfig    benchmark evaluation (batching, result format, bad frames, LaSOT protocol)
 
 The user-facing ``configs/*.py`` files return an ``ml_collections.ConfigDict`` (made with
 :func:`default_configdict` and edited); command-line ``--config.a.b=value`` overrides are
@@ -40,6 +40,7 @@ PRECISIONS = ("highest", "high", "default")
 DTYPES = ("float32", "bfloat16")
 RESULT_FORMATS = ("int", "float")
 BAD_FRAME_POLICIES = ("error", "skip")
+LASOT_PROTOCOLS = ("grm", "official")  # what they mean: grm_jax.evaluate.metrics.LASOT_PROTOCOLS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,11 +146,14 @@ class TrackConfig:
 class EvalConfig:
     """batch_sequences: sequences advanced together in one device call; result_format: 'int'
     (the official integer files) or 'float'; on_bad_frame: 'error' stops at an unreadable
-    frame, 'skip' carries the previous box over it and records it in the summary."""
+    frame, 'skip' carries the previous box over it and records it in the summary;
+    lasot_protocol: how LaSOT scores are divided, 'grm' (by the valid frames, GRM's analysis) or
+    'official' (by all frames, the LaSOT toolkit and upstream pytracking)."""
 
     batch_sequences: int = 8
     result_format: str = "int"
     on_bad_frame: str = "error"
+    lasot_protocol: str = "grm"
 
 
 _SECTIONS = {"model": ModelConfig, "init": InitConfig, "data": DataConfig, "train": TrainConfig,
@@ -388,3 +392,5 @@ def _validate(run: RunConfig) -> None:
              f"expected one of {', '.join(RESULT_FORMATS)}")
     _require(e.on_bad_frame in BAD_FRAME_POLICIES, "eval.on_bad_frame", e.on_bad_frame,
              f"expected one of {', '.join(BAD_FRAME_POLICIES)}")
+    _require(e.lasot_protocol in LASOT_PROTOCOLS, "eval.lasot_protocol", e.lasot_protocol,
+             f"expected one of {', '.join(LASOT_PROTOCOLS)}")

@@ -1,7 +1,9 @@
 """Runs an exported tracking step (``python -m grm_jax.export``) without the model code.
 
-This module needs only ``jax`` and ``numpy``: it imports nothing else from grm-jax, so it can be
-copied next to an export and used where grm-jax is not installed.
+This module needs only ``jax``, ``numpy`` and ``flatbuffers`` (jax reads the serialized step with
+it, but does not install it: ``pip install jax numpy flatbuffers``; grm-jax itself depends on it).
+It imports nothing else from grm-jax, so it can be copied next to an export and used where
+grm-jax is not installed. Without flatbuffers, :func:`load_exported` says so in one ImportError.
 
     step = load_exported("exports/grm_got")
     box_px, decisions, score_map = step(template_u8, search_u8, resize_factor, threshold=0.0)
@@ -96,6 +98,11 @@ def load_exported(path) -> ExportedStep:
     for p in (step_path, variables_path):
         if not p.is_file():
             raise FileNotFoundError(f"{p}: missing from the export")
+    try:
+        import flatbuffers  # noqa: F401, PLC0415  (jax.export.deserialize needs it; jax does not install it)
+    except ImportError:
+        raise ImportError(f"{step_path}: reading a jax.export file needs the 'flatbuffers' package besides jax and "
+                          f"numpy: pip install flatbuffers") from None
     try:
         exported = jax.export.deserialize(bytearray(step_path.read_bytes()))
     except Exception as err:  # flatbuffer / MLIR errors have no common base class

@@ -163,13 +163,15 @@ def check_frame(frame, what: str = "frame") -> np.ndarray:
 
 def prepare_template(frame: np.ndarray, box_xywh: np.ndarray, params: TrackParams):
     """Template crop (factor, size from params) -> (crop uint8 (T,T,3), resize_factor float)."""
-    crop, rf, _ = sample_target(frame, box_xywh, params.template_factor, params.template_size)
+    crop, rf, _ = sample_target(frame, box_xywh, params.template_factor, params.template_size,
+                                "track.template_factor")
     return crop, rf
 
 
 def prepare_search(frame: np.ndarray, state_xywh: np.ndarray, params: TrackParams):
     """Search crop around the previous state -> (crop uint8 (S,S,3), resize_factor float)."""
-    crop, rf, _ = sample_target(frame, state_xywh, params.search_factor, params.search_size)
+    crop, rf, _ = sample_target(frame, state_xywh, params.search_factor, params.search_size,
+                                "track.search_factor")
     return crop, rf
 
 
@@ -324,6 +326,7 @@ class Tracker:
         self.last_search_box: np.ndarray | None = None
         self.last_box_px: np.ndarray | None = None
         self.frame_index = 0
+        self._warm = False  # the step has been called once (see initialize)
 
     @property
     def divide_layers(self) -> tuple[int, ...]:
@@ -331,12 +334,22 @@ class Tracker:
         return tuple(self.model_config.divide_layers)
 
     def initialize(self, frame, box_xywh) -> None:
-        """Crops the template (factor 2, size 128) around ``box_xywh`` = (x, y, w, h) in ``frame``."""
+        """Crops the template (factor 2, size 128) around ``box_xywh`` = (x, y, w, h) in ``frame``.
+
+        The first initialize of a tracker also calls the step once on a blank search crop and waits
+        for it, so that tracing, compilation (or a compilation-cache load) and first-call costs
+        land here and never in the time of a :meth:`track` call."""
         frame = check_frame(frame, "first frame")
         box = validate_box(box_xywh, "init box", image_hw=frame.shape[:2])
         crop, rf = prepare_template(frame, box, self.params)
         self.template_crop, self.template_resize_factor = crop, rf
         self._template_dev = jax.device_put(crop[None])
+        if not self._warm:
+            blank = np.zeros((1, self.params.search_size, self.params.search_size, 3), np.uint8)
+            jax.block_until_ready(run_step(self.model_config, self.dtype, self.params.matmul_precision,
+                                           self.variables, self._template_dev, blank, [1.0], self.threshold,
+                                           self.attention))
+            self._warm = True
         self.state = box.copy()
         self.frame_index = 0
         self._decisions_dev = None

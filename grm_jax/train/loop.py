@@ -38,10 +38,11 @@ from grm_jax import checkpoint as ckpt_lib
 from grm_jax.datasets.registry import TRAIN, resolve
 from grm_jax.distributed import batch_mesh, initialize_distributed
 from grm_jax.errors import MissingFileError, TrainingError, WorkdirError
-from grm_jax.io_utils import ensure_writable_dir
+from grm_jax.io_utils import disk_full_error, ensure_writable_dir, is_disk_full
 from grm_jax.run_config import RunConfig, TrainConfig
 from grm_jax.train import checkpointing, sample_run
 from grm_jax.train import step as step_lib
+from grm_jax.train.memory import check_batch_fits
 from grm_jax.train.progress import Progress, everywhere, say, to_host
 from grm_jax.train.workdir import WorkdirLock, write_run_files
 
@@ -102,11 +103,12 @@ def run_train(run: RunConfig, workdir: str | os.PathLike) -> dict:
     workdir = pathlib.Path(workdir).absolute()
     lock = _claim_workdir(workdir, run)
     try:
-        session = _setup(run, workdir)
-        try:
-            step, means = _train_steps(session)
-        finally:
-            session.close()
+        with checkpointing.disk_full_reported(workdir):
+            session = _setup(run, workdir)
+            try:
+                step, means = _train_steps(session)
+            finally:
+                session.close()
         return _after_training(session, step, means, sample, t_start)
     finally:
         if lock is not None:
@@ -187,6 +189,7 @@ def _setup(run: RunConfig, workdir: pathlib.Path) -> _Session:
 
     n_dev, n_proc = jax.device_count(), jax.process_count()
     sched = plan_schedule(run.train, run.data.samples_per_epoch, n_dev, n_proc)
+    check_batch_fits(run, n_dev, n_proc, jax.local_devices()[0])  # before any batch is built
     local_batch = sched.global_batch // n_proc
     say(f"{n_proc} process(es), {n_dev} device(s) [{jax.devices()[0].platform}]; global batch "
         f"{sched.global_batch} ({local_batch} per process); {sched.total_steps} steps, "
