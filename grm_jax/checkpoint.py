@@ -267,8 +267,8 @@ def verify_weights(directory: str | os.PathLike) -> None:
     changed (e.g. one flipped bit) or not listed; or saying that the manifest is missing.
     """
     directory = pathlib.Path(directory).absolute()
+    present = set(_covered_files(directory))  # links, FIFOs, an empty variables/ refused first
     expected = _read_manifest(directory)
-    present = set(_covered_files(directory))
     for name in sorted(present - set(expected)):
         raise CheckpointError(f"{directory}: {name} is not listed in {MANIFEST_FILE} (modified model directory)",
                               hint="re-convert the weights or re-save the model")
