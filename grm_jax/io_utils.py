@@ -8,7 +8,12 @@ Every result, plot, JSON file, video and config grm-jax writes goes through :cla
 * files written together (``boxes.txt`` + ``tracked.mp4``) are moved into place only once all of
   them are complete: a failed run replaces none of them;
 * the temporary file is created with mode ``0o666`` filtered by the process umask (like ``open``),
-  not ``tempfile.mkstemp``'s private ``0o600``, so results are readable as the umask allows.
+  not ``tempfile.mkstemp``'s private ``0o600``, so results are readable as the umask allows;
+* a full disk (ENOSPC / EDQUOT) while writing becomes one WorkdirError naming the folder and the
+  files; the temporary files are removed, so the folder holds only the complete files of before.
+
+:func:`path_inside` checks that a file name built from data (a sequence name) stays inside its
+output folder.
 
 :func:`ensure_writable_dir` is called by the modes before any work, so an unusable output folder
 fails in the first second instead of after a whole sequence or benchmark was tracked.
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
 import re
 import secrets
@@ -25,7 +31,30 @@ from pathlib import Path
 
 from grm_jax.errors import WorkdirError
 
-__all__ = ["AtomicFiles", "atomic_write_bytes", "atomic_write_text", "ensure_writable_dir", "replaced_directory"]
+__all__ = ["AtomicFiles", "atomic_write_bytes", "atomic_write_text", "disk_full_error", "ensure_writable_dir",
+           "is_disk_full", "path_inside", "replaced_directory"]
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """True when ``err`` or an exception it was raised from / during is ENOSPC or EDQUOT."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in _DISK_FULL:
+            return True
+        if "No space left on device" in str(err) or "Disk quota exceeded" in str(err):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def disk_full_error(folder, what: str) -> WorkdirError:
+    """The one-line error for a full disk (or quota) while writing ``what`` into ``folder``."""
+    return WorkdirError(f"{folder}: no space left on the device (disk full or quota reached) while writing {what}; "
+                        "nothing was half-written and the files written before are intact",
+                        hint="free some space (or choose another output folder) and run the same command again")
 
 
 def _create_temp(target: Path, keep_extension: bool) -> Path:
@@ -64,8 +93,13 @@ class AtomicFiles:
     def path(self, target, keep_extension: bool = False) -> Path:
         """A new temporary file (empty, created now) that becomes ``target`` at commit."""
         target = Path(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _create_temp(target, keep_extension)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = _create_temp(target, keep_extension)
+        except OSError as err:
+            if is_disk_full(err):
+                raise disk_full_error(target.parent, target.name) from err
+            raise
         self._pending.append((tmp, target))
         return tmp
 
@@ -103,13 +137,21 @@ class AtomicFiles:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        targets = [target for _, target in self._pending]
         if exc_type is None:
             try:
                 self.commit()
+            except OSError as err:
+                self.discard()
+                if is_disk_full(err) and targets:
+                    raise disk_full_error(targets[0].parent, ", ".join(t.name for t in targets)) from err
+                raise
             finally:
                 self.discard()
         else:
             self.discard()
+            if is_disk_full(exc) and targets:  # ENOSPC while writing a file: name the folder
+                raise disk_full_error(targets[0].parent, ", ".join(t.name for t in targets)) from exc
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:
@@ -122,6 +164,20 @@ def atomic_write_bytes(path, data: bytes) -> Path:
 def atomic_write_text(path, text: str) -> Path:
     """UTF-8 text version of :func:`atomic_write_bytes`."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def path_inside(folder, *parts) -> Path:
+    """``folder/part/...``, checked to lie inside ``folder`` once symbolic links and ``..`` are
+    resolved (the last part itself is not followed: the atomic writers replace a link, never write
+    through it). WorkdirError naming the path otherwise. Every file name built from data (sequence
+    names) goes through this before anything is written or deleted."""
+    target = Path(folder, *parts)
+    base = Path(os.path.realpath(folder))
+    real = Path(os.path.realpath(target.parent)) / target.name
+    if target.name in ("", ".", "..") or not real.is_relative_to(base) or real == base:
+        raise WorkdirError(f"{target}: refused to write outside the output folder {folder}",
+                           hint="a sequence name or file name must be a plain name")
+    return target
 
 
 def ensure_writable_dir(path, what: str = "--workdir") -> Path:
@@ -225,6 +281,8 @@ def replaced_directory(target, allowed: frozenset[str] | None = None):
     try:
         yield tmp
         _swap_in(tmp, target)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, Exception) and is_disk_full(err):
+            raise disk_full_error(target.parent, f"{target.name}/ (the previous one is intact)") from err
         raise

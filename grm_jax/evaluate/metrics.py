@@ -9,11 +9,13 @@ pytracking analysis (what the paper's tables use), per sequence:
   the GT row has no NaN), then the first prediction is replaced by the ground truth;
 * overlap = pixel-inclusive IoU (br = tl + wh - 1), centre = tl + (wh - 1)/2;
 * valid frames: GT w > 0 and h > 0 (and visible, where visibility is given). Invalid frames get
-  overlap -1, centre error +inf (dataset 'uav': -1) and normalized centre error -1. The -1 counts
-  as a hit of the normalized precision exactly as in pytracking; for dataset 'lasot' frames with
-  the target not visible get +inf centre errors instead (pytracking's LaSOT branch);
-  ``strict_invalid=True`` gives invalid frames +inf errors instead (never a hit, so scores
-  cannot exceed 100%);
+  overlap -1, centre error +inf (dataset 'uav': -1) and normalized centre error -1. With the
+  'all' denominator the -1 counts as a hit of the normalized precision exactly as in pytracking;
+  with the 'valid' denominator only valid frames are counted, so no score exceeds 100% (GRM's
+  fork counted the -1 hits over the valid frames: 0,0,0,0 ground-truth rows then gave NP 500%);
+  for dataset 'lasot' frames with the target not visible get +inf centre errors instead
+  (pytracking's LaSOT branch); ``strict_invalid=True`` gives invalid frames +inf errors (never a
+  hit, also with the 'all' denominator);
 * success(t) = #(overlap > t) / D for t in 0:0.05:1 (21 values), precision(t) = #(err <= t) / D
   for t = 0..50 px, normalized precision for t = 0..0.50 step 0.01; D = number of valid frames
   (``denominator='valid'``, GRM/OSTrack analysis) or sequence length (``'all'``, AVisT/upstream);
@@ -170,9 +172,10 @@ def sequence_curves(errors: Mapping, denominator: str = "valid", name: str = "se
     denom = n_valid if denominator == "valid" else int(ov.shape[0])
     if denom <= 0:
         raise ValueError(f"sequence {name!r}: no valid frames to evaluate (denominator={denominator!r})")
-    success = (ov[:, None] > OVERLAP_THRESHOLDS[None, :]).sum(axis=0) / denom
-    precision = (ce[:, None] <= CENTER_THRESHOLDS[None, :]).sum(axis=0) / denom
-    norm_precision = (ne[:, None] <= NORM_CENTER_THRESHOLDS[None, :]).sum(axis=0) / denom
+    counted = valid if denominator == "valid" else np.ones_like(valid)  # hits outside D never count
+    success = (ov[counted, None] > OVERLAP_THRESHOLDS[None, :]).sum(axis=0) / denom
+    precision = (ce[counted, None] <= CENTER_THRESHOLDS[None, :]).sum(axis=0) / denom
+    norm_precision = (ne[counted, None] <= NORM_CENTER_THRESHOLDS[None, :]).sum(axis=0) / denom
     return {
         "success": success,
         "precision": precision,

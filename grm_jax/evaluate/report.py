@@ -214,6 +214,7 @@ def score_tracker(benchmark_sequences: SequenceT[Sequence], results_dir, tracker
             speeds[s.name] = M.speed_fps(t)
     if not per_seq_eval:
         raise ValueError(f"no result files found in {results_dir}")
+    _warn_invalid_ground_truth(seqs)
 
     agg = M.aggregate(per_seq_eval)
     out: dict = {"tracker": tracker_name, "benchmark": bench, "num_sequences": agg["num_sequences"],
@@ -239,6 +240,25 @@ def score_tracker(benchmark_sequences: SequenceT[Sequence], results_dir, tracker
     out["curves"] = curves
     out["per_sequence"] = per
     return out
+
+
+def _warn_invalid_ground_truth(seqs) -> None:
+    """One warning line when ground-truth rows after the first frame are invalid (w or h <= 0, or
+    NaN) where the target is not marked invisible: such frames are not scored (see metrics)."""
+    counts = {}
+    for s in seqs:
+        gt = np.asarray(s.ground_truth, np.float64)[1:]
+        with np.errstate(invalid="ignore"):
+            bad = ~((gt[:, 2] > 0) & (gt[:, 3] > 0))
+        if s.visible is not None:
+            bad &= np.asarray(s.visible, bool)[1:]
+        if bad.any():
+            counts[s.name] = int(bad.sum())
+    if counts:
+        listed = ", ".join(f"{n} ({c})" for n, c in list(counts.items())[:5])
+        print(f"warning: {sum(counts.values())} ground-truth row(s) of {len(counts)} sequence(s) after the first "
+              f"frame have no box (width or height <= 0, or NaN): those frames are not scored (invalid frames, as in "
+              f"pytracking): {listed}{', ...' if len(counts) > 5 else ''}")
 
 
 # ----------------------------------------------------------------------------------------------

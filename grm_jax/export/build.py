@@ -58,28 +58,30 @@ def parse_platforms(text: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def load_step_spec(model_dir, batch: int = 1, dtype: str | None = None, attention: str | None = None,
-                   platform: str = "cpu", track_config=None) -> StepSpec:
+                   platform: str = "cpu", run=None) -> StepSpec:
     """The model directory ``model_dir`` (converted weights or a training workdir) -> StepSpec.
 
-    track_config: a run config's ``track`` section (None = ``TrackConfig()`` defaults, the ViT-B
-    recipe); crop sizes come from the checkpoint, as in the tracker. dtype / attention: None = the
-    track config's; an attention of None there = the tracker's choice for ``platform``."""
+    run: the RunConfig (None = defaults) whose ``track`` section is merged with the model's own
+    track settings (grm_jax.track_settings.PRECEDENCE); crop sizes come from the checkpoint, as in
+    the tracker. dtype / attention (flags): None = the resolved track settings'; an attention of
+    None there = the tracker's choice for ``platform``."""
     from grm_jax.checkpoint import load_model  # noqa: PLC0415
-    from grm_jax.model.attention import inference_attention  # noqa: PLC0415
-    from grm_jax.track.tracker import TrackParams, compute_dtype, inference_config  # noqa: PLC0415
-
-    from grm_jax.run_config import TrackConfig  # noqa: PLC0415
+    from grm_jax.run_config import RunConfig  # noqa: PLC0415
+    from grm_jax.track.tracker import TrackParams, inference_config  # noqa: PLC0415
+    from grm_jax.track_settings import resolve_for_checkpoint, with_override  # noqa: PLC0415
 
     if int(batch) < 1:
         raise ConfigError(f"--batch={batch}: must be >= 1")
-    track_config = TrackConfig() if track_config is None else track_config
+    run = RunConfig() if run is None else run
+    for key, value in (("dtype", dtype), ("attention", attention)):
+        if value is not None:
+            run = with_override(run, key, value)
+    settings = resolve_for_checkpoint(run, model_dir, backend=_BACKEND[platform])
     model, variables = load_model(model_dir)
-    dtype = compute_dtype(model, dtype or track_config.dtype).name
-    attention = attention or track_config.attention or inference_attention(_BACKEND[platform])
-    attention = inference_config(model.config, attention).attention
-    track = TrackParams.from_config(track_config, model.config)
-    return StepSpec(model.config, {k: variables[k] for k in ("params", "batch_stats")}, track, dtype, attention,
-                    int(batch))
+    attention = inference_config(model.config, settings.attention).attention
+    track = TrackParams.from_config(settings.track, model.config)
+    return StepSpec(model.config, {k: variables[k] for k in ("params", "batch_stats")}, track, settings.dtype,
+                    attention, int(batch))
 
 
 def step_avals(spec: StepSpec) -> tuple:
