@@ -22,6 +22,10 @@ COMPILE_CACHE_ENV = {
 os.environ.update(COMPILE_CACHE_ENV)
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The machine's own dataset folders (~/.config/grm_jax/datasets.json, GRM_DATA_ROOT) must not leak
+# into the tests (and their subprocesses): tests that need them set their own.
+os.environ["GRM_DATASETS_FILE"] = os.devnull
+os.environ.pop("GRM_DATA_ROOT", None)
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

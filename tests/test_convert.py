@@ -202,5 +202,10 @@ def test_load_model_rejects_mismatched_config(tmp_path):
 
     save_model(tmp_path / "m", config, variables)
     write_model_config(tmp_path / "m", config.replace(embed_dim=96))
+    with pytest.raises(ValueError, match="model_config.json does not match its sha256"):
+        load_model(tmp_path / "m")
+    from grm_jax.checkpoint import _write_manifest
+
+    _write_manifest(tmp_path / "m")  # a consistent manifest: the shape check still refuses it
     with pytest.raises(ValueError, match="do not match"):
         load_model(tmp_path / "m")

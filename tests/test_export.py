@@ -122,3 +122,60 @@ def test_onnx_export_names_the_missing_extra(model_dir, monkeypatch):
     with pytest.raises(ConfigError, match="needs the 'jax2onnx' package") as info:
         export_onnx(load_step_spec(model_dir), "unused")
     assert '".[onnx]"' in info.value.hint
+
+
+def test_loader_names_flatbuffers_when_it_is_missing(exported_dir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "flatbuffers", None)  # as where only jax and numpy are installed
+    with pytest.raises(ImportError, match="needs the 'flatbuffers' package besides jax and numpy: pip install"):
+        load_exported(exported_dir)
+
+
+FAKE_ORT = '''
+import numpy as np
+class SessionOptions:
+    log_severity_level = 0
+class _Node:
+    def __init__(self, name):
+        self.name = name
+class InferenceSession:
+    def __init__(self, path, options, providers):
+        self.path, self.providers = path, providers
+    def get_inputs(self):
+        return [_Node(n) for n in ("template", "search", "resize_factor", "threshold")]
+    def get_outputs(self):
+        return [_Node(n) for n in ("box_px", "decisions", "score_map")]
+    def run(self, names, feeds):
+        return [np.asarray([[f"{k}:{v.dtype}:{v.shape}" for k, v in feeds.items()]]), np.asarray(names),
+                np.asarray(self.providers)]
+'''
+
+
+def test_onnx_loader_runs_with_onnxruntime_and_numpy_alone(tmp_path):
+    """onnx_loader.py copied alone, in a process where grm_jax and jax cannot be imported; a stand-in
+    onnxruntime records what it is fed (tests/test_onnx.py runs the real onnxruntime)."""
+    import grm_jax.export.onnx_loader as onnx_loader
+
+    shutil.copy(onnx_loader.__file__, tmp_path / "onnx_loader.py")
+    (tmp_path / "onnxruntime.py").write_text(FAKE_ORT)
+    export = tmp_path / "exp"
+    export.mkdir()
+    (export / "export.json").write_text(json.dumps({"kind": "onnx"}))
+    (export / "step.onnx").write_bytes(b"graph")
+    script = (
+        "import json, sys\n"
+        "sys.modules.update({'grm_jax': None, 'jax': None, 'flax': None})\n"
+        "import numpy as np\n"
+        "from onnx_loader import load_onnx\n"
+        "step = load_onnx('exp', providers=('CUDAExecutionProvider', 'CPUExecutionProvider'))\n"
+        "feeds, names, providers = step(np.zeros((2, 8, 8, 3)), np.zeros((2, 16, 16, 3)), [1.5, 2.0], 0.4)\n"
+        "print(json.dumps([feeds.tolist(), names.tolist(), providers.tolist()]))\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    feeds, names, providers = json.loads(proc.stdout)
+    assert feeds == [["template:uint8:(2, 8, 8, 3)", "search:uint8:(2, 16, 16, 3)", "resize_factor:float32:(2,)",
+                      "threshold:float32:()"]]
+    assert names == ["box_px", "decisions", "score_map"] and providers == ["CUDAExecutionProvider",
+                                                                           "CPUExecutionProvider"]
+    (export / "export.json").write_text(json.dumps({"kind": "jax"}))
+    with pytest.raises(ValueError, match="holds a 'jax' export, not 'onnx'"):
+        onnx_loader.load_onnx(export)

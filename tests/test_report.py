@@ -76,7 +76,7 @@ def test_plots_and_tables(tmp_path):
     assert p.is_file()
     rows = [{"sequence": "x", "auc": 50.123, "precision": float("nan")}]
     md = RP.markdown_table(rows, ["sequence", "auc", "precision"])
-    assert "| x | 50.12 | nan |" in md
+    assert "| x | 50.12 | \u2013 |" in md  # not known: an en dash, never "nan"
     RP.write_metrics_json({"a": np.arange(3), "b": np.float32(1.5), "c": float("inf")}, tmp_path / "m.json")
     assert json.loads((tmp_path / "m.json").read_text()) == {"a": [0, 1, 2], "b": 1.5, "c": None}
 

@@ -126,10 +126,12 @@ def test_evaluate_resume_and_score(tmp_path, model_dir, loaded, config, bench):
 
 
 def test_threshold_and_dataset_resolution(config, bench):
-    assert runner.resolve_threshold(config, "lasot", None) == 0.4
-    assert runner.resolve_threshold(config, "uav123", None) == 0.55
-    assert runner.resolve_threshold(config, "got10k_test", None) == 0.0
-    assert runner.resolve_threshold(config, "lasot", 0.1) == 0.1
+    from grm_jax.track_settings import resolve_threshold, with_override
+
+    assert resolve_threshold(config, None, "lasot") == 0.4
+    assert resolve_threshold(config, None, "uav123") == 0.55
+    assert resolve_threshold(config, None, "got10k_test") == 0.0
+    assert resolve_threshold(with_override(config, "threshold", 0.1), None, "lasot") == 0.1
     assert runner.resolve_benchmark(config, f"folder:{bench}") == ("folder", bench)
     with pytest.raises(ValueError, match="config.data.roots.lasot"):
         runner.resolve_benchmark(config, "lasot")

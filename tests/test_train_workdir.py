@@ -141,5 +141,5 @@ def test_lock_stale_and_foreign(tmp_path):
         WorkdirLock.acquire(tmp_path)
     assert str(lock_file) in err.value.hint
     lock_file.write_text("garbage")
-    with pytest.raises(WorkdirError, match="not a training lock file"):
+    with pytest.raises(WorkdirError, match="not a grm-jax lock file"):
         WorkdirLock.acquire(tmp_path)

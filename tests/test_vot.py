@@ -160,3 +160,17 @@ def test_regions_become_xywh_boxes():
     np.testing.assert_array_equal(region_to_box(Rectangle.create(10.5, 20.25, 30, 40)), [10.5, 20.25, 30, 40])
     polygon = Polygon.create([(10.0, 20.0), (40.0, 22.0), (38.0, 60.0), (12.0, 58.0)])
     np.testing.assert_array_equal(region_to_box(polygon), [10, 20, 30, 40])
+
+
+def test_readme_creates_the_workspace_before_vot_initialize():
+    """vot-toolkit 0.9's ``vot initialize ... --workspace DIR`` fails unless DIR exists: README's
+    VOT section makes the folder first."""
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## VOT toolkit"):readme.index("\n## ", readme.index("## VOT toolkit") + 1)]
+    lines = [line.strip() for block in re.findall(r"```bash\n(.*?)```", section, re.S) for line in block.splitlines()]
+    init = next(i for i, line in enumerate(lines) if re.search(r"\bvot initialize\b.*--workspace (\S+)", line))
+    workspace = re.search(r"--workspace (\S+)", lines[init]).group(1)
+    assert any(line.startswith(f"mkdir -p {workspace}") for line in lines[:init]), lines[:init + 1]
