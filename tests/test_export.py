@@ -169,7 +169,8 @@ def test_onnx_loader_runs_with_onnxruntime_and_numpy_alone(tmp_path):
         "step = load_onnx('exp', providers=('CUDAExecutionProvider', 'CPUExecutionProvider'))\n"
         "feeds, names, providers = step(np.zeros((2, 8, 8, 3)), np.zeros((2, 16, 16, 3)), [1.5, 2.0], 0.4)\n"
         "print(json.dumps([feeds.tolist(), names.tolist(), providers.tolist()]))\n")
-    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=timeout_s(120))
     assert proc.returncode == 0, proc.stderr[-3000:]
     feeds, names, providers = json.loads(proc.stdout)
     assert feeds == [["template:uint8:(2, 8, 8, 3)", "search:uint8:(2, 16, 16, 3)", "resize_factor:float32:(2,)",

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import FIXTURES
+from conftest import FIXTURES, timeout_s
 from convert_weights import convert_grm_checkpoint
 from grm_jax import save_model
 from grm_jax.cli import main
@@ -24,7 +24,7 @@ from grm_jax.image_check import MAX_IMAGE_PIXELS, image_size
 from grm_jax.track.frames import FrameSource, read_image
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-TIMEOUT = 600
+TIMEOUT = timeout_s(150)
 
 
 def png_bomb(w: int, h: int) -> bytes:
