@@ -54,3 +54,24 @@ def test_train_column():
                         template_size=32, search_size=64)
     pairs_s, compile_s = speed.train_pairs_per_s(GRM(micro), jnp.float32, batch=2, steps=1)
     assert pairs_s > 0 and compile_s > 0
+
+
+def test_roofline_smoke(tmp_path, capsys):
+    """speed.py --roofline on the micro model: forward and train rows with XLA FLOPs, a measured GEMM
+    peak and the fraction of it (values printed, never asserted beyond being sane)."""
+    speed = _speed_module()
+    out_json = tmp_path / "roof.json"
+    out = speed.main(["--roofline", "--model", "micro", "--batches", "2", "--repeats", "1", "--square", "128",
+                      "--json", str(out_json)])
+    text = capsys.readouterr().out
+    assert "| step | dtype | batch | ms (median) | pairs/s | GFLOP (XLA) | GFLOP/s | peak GFLOP/s | of peak |" in text
+    assert "GEMM probes (GFLOP/s): float32 square" in text
+    saved = json.loads(out_json.read_text())
+    assert saved["meta"]["cpu_flags"] in ("AVX-512", "AVX2", "?") and len(saved["meta"]["load_average"]) == 3
+    rows = {r["step"]: r for r in saved["rows"]}
+    assert set(rows) == {"forward", "train"} and len(out["rows"]) == 2
+    for r in rows.values():
+        assert r["batch"] == 2 and r["ms_median"] > 0 and r["pairs_s"] > 0 and r["peak_gflop_s"] > 0
+        assert r["fraction"] == pytest.approx(r["gflop_s"] / r["peak_gflop_s"])
+    # the train step (forward + backward + update) costs about 3x the forward; the cost analysis sees it
+    assert 2.0 < rows["train"]["gflop"] / rows["forward"]["gflop"] < 4.5
