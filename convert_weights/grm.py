@@ -25,7 +25,11 @@ def _require(state: dict, key: str, source: str) -> np.ndarray:
 
 
 def require_finite(array: np.ndarray, key: str, source: str) -> np.ndarray:
-    """Returns ``array``; raises CheckpointError naming ``key`` when it holds NaN or Inf."""
+    """Returns ``array``; raises CheckpointError naming ``key`` when it is not a floating-point
+    tensor or holds NaN or Inf."""
+    if not np.issubdtype(array.dtype, np.floating):
+        raise CheckpointError(f"{source}: tensor {key!r} has dtype {array.dtype}; a weight must be floating point",
+                              hint="the file's storage types do not match a trained model")
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         bad = int(np.count_nonzero(~np.isfinite(array)))
         raise CheckpointError(f"{source}: tensor {key!r} holds {bad} NaN/Inf value(s) of {np.size(array)}",
@@ -52,6 +56,10 @@ def infer_config(state: dict[str, np.ndarray], num_heads: int | None = None,
     if not blocks:
         raise CheckpointError(f"{source}: no backbone.blocks.* keys")
     depth = max(blocks) + 1
+    if len(blocks) != depth:
+        missing_blocks = sorted(set(range(depth)) - blocks)
+        raise CheckpointError(f"{source}: backbone.blocks.* indices are not 0..{depth - 1}: "
+                              f"{len(missing_blocks)} missing, the first being {missing_blocks[0]}")
     sizes = {}
     for name in ("z", "x"):
         key = f"backbone.pos_embed_{name}"
@@ -84,23 +92,55 @@ def infer_config(state: dict[str, np.ndarray], num_heads: int | None = None,
         raise CheckpointError(f"{source}: {err}") from err
 
 
-def state_dict_to_variables(state: dict[str, np.ndarray], config: ModelConfig,
-                            source: str = "state dict") -> dict:
-    """Official GRM state dict -> {'params', 'batch_stats'} numpy trees for `config`.
+def _key_list(keys: list[str], limit: int = 20) -> str:
+    return str(keys) if len(keys) <= limit else f"{keys[:limit]} and {len(keys) - limit} more"
 
-    Raises CheckpointError listing missing / unexpected keys and any shape mismatch.
-    """
-    entries = grm_entries(config)
-    table_keys = {"backbone.pos_embed_z", "backbone.pos_embed_x"}
-    expected = {e.torch_key for e in entries} | table_keys
-    present = {k for k in state if not k.endswith(IGNORED_SUFFIXES) and k not in UNUSED_KEYS}
+
+def _used_keys(keys, config: ModelConfig, source: str) -> set[str]:
+    """The keys of ``keys`` the model uses; CheckpointError listing missing / unexpected ones."""
+    expected = {e.torch_key for e in grm_entries(config)} | {"backbone.pos_embed_z", "backbone.pos_embed_x"}
+    present = {k for k in keys if not k.endswith(IGNORED_SUFFIXES) and k not in UNUSED_KEYS}
     missing, unexpected = sorted(expected - present), sorted(present - expected)
     if missing or unexpected:
         raise CheckpointError(f"{source}: state dict does not match the GRM architecture; "
-                              f"missing keys {missing}; unexpected keys {unexpected}")
+                              f"missing keys {_key_list(missing)}; unexpected keys {_key_list(unexpected)}")
+    return expected
+
+
+def model_elements(target) -> int:
+    """Total element count of a variables tree (of arrays or ShapeDtypeStructs)."""
+    return sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(target))
+
+
+def shape_stand_ins(shapes: dict[str, tuple]) -> dict[str, np.ndarray]:
+    """{key: shape} -> {key: zero-stride array of that shape} (no memory), for shape-only code."""
+    return {k: np.broadcast_to(np.uint8(0), s) for k, s in shapes.items()}
+
+
+def grm_plan(source: str, found: dict, num_heads: int | None = None, **overrides):
+    """A ``load_state_dict`` plan: from the tensors' shapes alone (nothing read yet) infer the
+    config and check the key set, then read only the used keys, at most as many elements as the
+    model's variables hold. Leaves ``found['config']`` and ``found['target']`` (abstract variables)."""
+    def plan(shapes: dict[str, tuple]):
+        config = infer_config(shape_stand_ins(shapes), num_heads=num_heads, source=source, **overrides)
+        used = _used_keys(shapes, config, source)  # before the model is sized: depth comes from the keys
+        found.update(config=config, target=abstract_variables(GRM(config)))
+        return used, model_elements(found["target"])
+    return plan
+
+
+def state_dict_to_variables(state: dict[str, np.ndarray], config: ModelConfig,
+                            source: str = "state dict", target=None) -> dict:
+    """Official GRM state dict -> {'params', 'batch_stats'} numpy trees for `config`.
+
+    Raises CheckpointError listing missing / unexpected keys and any shape mismatch.
+    target: ``abstract_variables(GRM(config))`` when already computed.
+    """
+    entries = grm_entries(config)
+    expected = _used_keys(state, config, source)
     for key in sorted(expected):
         require_finite(state[key], key, source)
-    target = traverse_util.flatten_dict(abstract_variables(GRM(config)))
+    target = traverse_util.flatten_dict(abstract_variables(GRM(config)) if target is None else target)
     flat: dict = {}
     for e in entries:
         value = to_flax(state[e.torch_key], e.layout)
@@ -125,7 +165,8 @@ def variables_to_state_dict(variables: dict, config: ModelConfig) -> dict[str, n
 
 def convert_grm_checkpoint(path: str, num_heads: int | None = None, **overrides) -> tuple[ModelConfig, dict]:
     """Reads an official GRM .pth.tar (or .npz state dict) -> (config, variables)."""
-    state = load_state_dict(path, container_key="net")
-    config = infer_config(state, num_heads=num_heads, source=str(path), **overrides)
-    variables = state_dict_to_variables(state, config, source=str(path))
+    found: dict = {}
+    state = load_state_dict(path, container_key="net", plan=grm_plan(str(path), found, num_heads, **overrides))
+    variables = state_dict_to_variables(state, found["config"], source=str(path), target=found["target"])
+    config = found["config"]
     return config, jax.tree_util.tree_map(np.asarray, variables)

@@ -14,11 +14,11 @@ import numpy as np
 from flax import traverse_util
 
 from convert_weights.grm import require_finite
-from convert_weights.mapping import backbone_entries, to_flax
+from convert_weights.mapping import backbone_entries, flax_shape, to_flax
 from convert_weights.torch_state import load_state_dict
 from grm_jax.errors import CheckpointError
 from grm_jax.model.config import ModelConfig
-from grm_jax.model.grm import GRM, init_variables
+from grm_jax.model.grm import GRM, abstract_variables, init_variables
 
 # Keys of MAE files that GRM does not use.
 IGNORED_MAE_KEYS = ("cls_token", "mask_token")
@@ -35,36 +35,56 @@ def resize_pos_embed(pos_embed: np.ndarray, grid: int, num_prefix_tokens: int = 
     return np.asarray(out, np.float32).reshape(1, grid * grid, -1)
 
 
-def mae_to_variables(state: dict[str, np.ndarray], config: ModelConfig, seed: int = 0,
-                     source: str = "MAE checkpoint") -> dict:
-    """MAE encoder state dict + model config -> {'params', 'batch_stats'} (numpy)."""
+def check_encoder(shapes: dict[str, tuple], config: ModelConfig, source: str, target: dict) -> set[str]:
+    """Checks the key set and every shape of an MAE encoder ({key: torch shape}) against
+    ``config`` (``target``: flattened abstract variables); returns the keys GRM uses."""
     entries = list(backbone_entries(config, prefix=""))
     expected = {e.torch_key for e in entries} | {"pos_embed"}
-    present = {k for k in state if k not in IGNORED_MAE_KEYS and not k.startswith("decoder")}
+    present = {k for k in shapes if k not in IGNORED_MAE_KEYS and not k.startswith("decoder")}
     missing, unexpected = sorted(expected - present), sorted(present - expected)
     if missing or unexpected:
         raise CheckpointError(f"{source}: does not match a depth-{config.depth} dim-{config.embed_dim} ViT "
-                              f"encoder; missing keys {missing}; unexpected keys {unexpected}")
+                              f"encoder; missing keys {missing[:20]}; unexpected keys {unexpected[:20]}")
+    for e in entries:
+        got, want = flax_shape(shapes[e.torch_key], e.layout), tuple(target[(e.collection, *e.path)].shape)
+        if got != want:
+            raise CheckpointError(f"{source}: {e.torch_key} has shape {tuple(shapes[e.torch_key])}, which gives "
+                                  f"{got} but the model config needs {want}")
+    pos = tuple(shapes["pos_embed"])
+    if len(pos) != 3 or pos[0] != 1 or pos[-1] != config.embed_dim or pos[1] > 1 + 4 * config.search_grid ** 2:
+        raise CheckpointError(f"{source}: pos_embed has shape {pos}, expected (1, 1+g*g, {config.embed_dim}) "
+                              f"with g at most {2 * config.search_grid}")
+    return expected
+
+
+def mae_to_variables(state: dict[str, np.ndarray], config: ModelConfig, seed: int = 0,
+                     source: str = "MAE checkpoint") -> dict:
+    """MAE encoder state dict + model config -> {'params', 'batch_stats'} (numpy)."""
+    target = traverse_util.flatten_dict(abstract_variables(GRM(config)))
+    expected = check_encoder({k: v.shape for k, v in state.items()}, config, source, target)
     for key in sorted(expected):  # before the (slow) model initialization
         require_finite(state[key], key, source)
     flat = traverse_util.flatten_dict(init_variables(GRM(config), jax.random.PRNGKey(seed)))
     flat = {k: np.array(v) for k, v in flat.items()}  # writable numpy copies
-    for e in entries:
-        value = to_flax(state[e.torch_key], e.layout)
-        want = flat[(e.collection, *e.path)].shape
-        if value.shape != want:
-            raise CheckpointError(f"{source}: {e.torch_key} has shape {state[e.torch_key].shape}, which gives "
-                                  f"{value.shape} but the model config needs {want}")
-        flat[(e.collection, *e.path)] = value.astype(np.float32)
+    for e in backbone_entries(config, prefix=""):
+        flat[(e.collection, *e.path)] = to_flax(state[e.torch_key], e.layout).astype(np.float32)
     pos = state["pos_embed"]
-    if pos.ndim != 3 or pos.shape[-1] != config.embed_dim:
-        raise CheckpointError(f"{source}: pos_embed has shape {pos.shape}, expected (1, 1+g*g, {config.embed_dim})")
     flat[("params", "backbone", "pos_embed_z")] = resize_pos_embed(pos, config.template_grid)
     flat[("params", "backbone", "pos_embed_x")] = resize_pos_embed(pos, config.search_grid)
     return traverse_util.unflatten_dict(flat)
 
 
 def convert_mae_checkpoint(path: str, config: ModelConfig, seed: int = 0) -> dict:
-    """Reads an MAE .pth (or .npz) and returns initial variables for `config`."""
-    state = load_state_dict(path, container_key="model")
-    return mae_to_variables(state, config, seed=seed, source=str(path))
+    """Reads an MAE .pth (or .npz) and returns initial variables for `config`.
+
+    Before any tensor is read, the key set and shapes are checked against ``config`` and the
+    tensors to read are limited to the encoder's element count (plus its position table)."""
+    source = str(path)
+
+    def plan(shapes):
+        target = traverse_util.flatten_dict(abstract_variables(GRM(config)))
+        keys = check_encoder(shapes, config, source, target)
+        return keys, sum(math.prod(shapes[k]) for k in keys)
+
+    state = load_state_dict(path, container_key="model", plan=plan)
+    return mae_to_variables(state, config, seed=seed, source=source)

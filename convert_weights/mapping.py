@@ -86,6 +86,16 @@ def to_flax(array: np.ndarray, layout: str) -> np.ndarray:
     return np.asarray(array)
 
 
+def flax_shape(shape: tuple, layout: str) -> tuple:
+    """The shape ``to_flax`` gives a torch tensor of ``shape`` (without touching any data)."""
+    shape = tuple(shape)
+    if layout == "linear":
+        return shape[::-1]
+    if layout == "conv" and len(shape) == 4:
+        return tuple(shape[i] for i in (2, 3, 1, 0))
+    return shape
+
+
 def to_torch(array: np.ndarray, layout: str) -> np.ndarray:
     if layout == "linear":
         return np.ascontiguousarray(np.asarray(array).T)

@@ -12,11 +12,21 @@ Nothing from a checkpoint is ever executed. ``find_class`` resolves a fixed allo
 Any other global is refused with a CheckpointError naming the file and the global. Tensors come
 out of the pickle as :class:`TensorRef` placeholders; :func:`materialize` turns them into numpy
 arrays only after checking size, stride and offset against the storage they point into.
+
+Resource bounds (a small file must not claim a large amount of memory or time):
+* the unpickler is pickle's pure-Python one, whose memo is a dict (a memo index of 2**28 costs
+  one entry, not a 4 GB table) and which never recurses; reads are capped to the bytes present;
+* :func:`materialize` walks each container once (a "billion laughs" DAG of 40 levels costs 40
+  steps), refuses nesting deeper than ``MAX_DEPTH`` and cycles, builds ONE array per distinct
+  tensor layout (a tensor referenced 5,000 times is read once), checks the total element count of
+  the tensors and of the storages they use against a limit BEFORE reading anything, and drops
+  each storage as soon as its last tensor is built.
 """
 from __future__ import annotations
 
 import collections
 import dataclasses
+import io
 import math
 import pickle
 from typing import Any, Callable
@@ -112,7 +122,32 @@ _FUNCTIONS: dict[tuple[str, str], Callable] = {
 }
 
 
-class RestrictedUnpickler(pickle.Unpickler):
+class BoundedReader(io.RawIOBase):
+    """Read-only view of ``file`` from its current position that never reads past ``limit`` bytes
+    further: a length field claiming gigabytes makes a short read (then a clear error), never a
+    gigabyte buffer."""
+
+    def __init__(self, file, limit: int):
+        super().__init__()
+        self._file, self._left = file, max(0, int(limit))
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        size = self._left if size is None or size < 0 else min(size, self._left)
+        data = self._file.read(size)
+        self._left -= len(data)
+        return data
+
+    def readline(self, size: int = -1) -> bytes:
+        size = self._left if size is None or size < 0 else min(size, self._left)
+        data = self._file.readline(size)
+        self._left -= len(data)
+        return data
+
+
+class RestrictedUnpickler(pickle._Unpickler):  # pure Python: dict memo, no recursion
     """Unpickles one pickle of a checkpoint; storages become :class:`StorageRef` (``self.storages``).
 
     ``legacy``: persistent ids carry a sixth element (storage view metadata, must be None).
@@ -147,7 +182,8 @@ class RestrictedUnpickler(pickle.Unpickler):
             raise CheckpointError(f"{self._source}: storage views (files of torch < 0.4) are not supported")
         if not isinstance(storage_type, StorageType):
             raise CheckpointError(f"{self._source}: unsupported storage type {storage_type!r}")
-        if not isinstance(key, str) or type(numel) is not int or numel < 0:
+        if (not isinstance(key, str) or "/" in key or key in ("", ".", "..") or type(numel) is not int
+                or not 0 <= numel < MAX_INDEX):
             raise CheckpointError(f"{self._source}: malformed storage record {pid!r}")
         ref = StorageRef(key, storage_type, numel)
         known = self.storages.setdefault(key, ref)
@@ -172,16 +208,27 @@ def unpickle(file, source: str, legacy: bool = False) -> tuple[Any, dict[str, St
                               f"({type(err).__name__}: {err})") from err
 
 
+# Limits on what a tensor record may say (far beyond any real model, far below an overflow).
+MAX_NDIM = 32
+MAX_INDEX = 1 << 48
+# Deepest container nesting read from a checkpoint (a state dict is 1-3 levels deep).
+MAX_DEPTH = 100
+
+
 def _tensor_layout(ref: TensorRef, numel: int, where: str) -> tuple[int, tuple, tuple]:
     """Checks a tensor against its storage of ``numel`` elements; returns (offset, size, stride)."""
     offset, size, stride = ref.offset, ref.size, ref.stride
     if (type(offset) is not int or not isinstance(size, tuple) or not isinstance(stride, tuple)
-            or len(size) != len(stride) or not all(type(v) is int for v in size + stride)):
-        raise CheckpointError(f"{where}: malformed tensor record (offset {offset!r}, size {size!r}, "
-                              f"stride {stride!r})")
+            or len(size) != len(stride) or len(size) > MAX_NDIM
+            or not all(type(v) is int for v in size + stride)):
+        raise CheckpointError(f"{where}: malformed tensor record (offset {_short(offset)}, size {_short(size)}, "
+                              f"stride {_short(stride)})")
     if offset < 0 or min(size + stride, default=0) < 0:
         raise CheckpointError(f"{where}: negative offset, size or stride (offset {offset}, size {size}, "
                               f"stride {stride})")
+    if max((offset,) + size + stride) >= MAX_INDEX:
+        raise CheckpointError(f"{where}: offset, size or stride out of range (offset {offset}, size {size}, "
+                              f"stride {stride}; the limit is 2**48)")
     count = math.prod(size)
     if count == 0:
         if offset > numel:
@@ -194,6 +241,12 @@ def _tensor_layout(ref: TensorRef, numel: int, where: str) -> tuple[int, tuple, 
     return offset, size, stride
 
 
+def _short(value, limit: int = 80) -> str:
+    text = repr(value) if not isinstance(value, (tuple, list)) or len(value) <= 8 else \
+        f"<{type(value).__name__} of {len(value)} items>"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def tensor_to_array(ref: TensorRef, storage: np.ndarray, storage_type: StorageType, where: str) -> np.ndarray:
     """A checked copy of the tensor ``ref`` out of the 1-D ``storage`` (raw element dtype)."""
     offset, size, stride = _tensor_layout(ref, storage.size, where)
@@ -201,29 +254,119 @@ def tensor_to_array(ref: TensorRef, storage: np.ndarray, storage_type: StorageTy
         out = np.zeros(size, storage.dtype)
     else:
         item = storage.dtype.itemsize
-        view = np.lib.stride_tricks.as_strided(storage[offset:], shape=size,
-                                               strides=tuple(s * item for s in stride), writeable=False)
+        strides = tuple(0 if n == 1 else s * item for n, s in zip(size, stride))  # unused when n == 1
+        view = np.lib.stride_tricks.as_strided(storage[offset:], shape=size, strides=strides, writeable=False)
         out = np.array(view)
     if storage_type.name == "BFloat16Storage":
         out = (out.astype(np.uint32) << 16).view(np.float32)
     return out
 
 
+@dataclasses.dataclass
+class _Walk:
+    """What :func:`_collect` found: each distinct tensor layout once, the storages they use."""
+    layouts: dict = dataclasses.field(default_factory=dict)   # layout key -> (TensorRef, where)
+    uses: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # storage key -> layouts
+    storages: dict = dataclasses.field(default_factory=dict)  # storage key -> StorageRef
+    seen: set = dataclasses.field(default_factory=set)        # ids of containers walked
+    active: set = dataclasses.field(default_factory=set)      # ids of containers on the current path
+
+
+def _where(source: str, path: tuple) -> str:
+    return f"{source}: tensor {'/'.join(map(str, path)) or '<root>'!r}"
+
+
+def _layout_key(ref: TensorRef, where: str) -> tuple:
+    if not isinstance(ref.storage, StorageRef):
+        raise CheckpointError(f"{where}: its storage is {type(ref.storage).__name__}, not a storage record")
+    offset, size, stride = _tensor_layout(ref, ref.storage.numel, where)
+    return ref.storage.key, offset, size, stride
+
+
+def tensor_shape(ref: Any, where: str) -> tuple[int, ...]:
+    """The checked size of the tensor ``ref`` (CheckpointError naming ``where`` if malformed)."""
+    if not isinstance(ref, TensorRef):
+        raise CheckpointError(f"{where}: not a tensor record")
+    return _layout_key(ref, where)[2]
+
+
+def _collect(obj: Any, source: str, path: tuple, walk: _Walk) -> None:
+    """Finds every tensor under ``obj`` (containers walked once each), checking its layout."""
+    if isinstance(obj, TensorRef):
+        where = _where(source, path)
+        key = _layout_key(obj, where)
+        if key not in walk.layouts:
+            walk.layouts[key] = (obj, where)
+            walk.uses[key[0]] += 1
+            walk.storages[key[0]] = obj.storage
+        return
+    if not isinstance(obj, (dict, list, tuple)) or id(obj) in walk.seen:
+        return
+    if id(obj) in walk.active:
+        raise CheckpointError(f"{source}: entry {'/'.join(map(str, path))!r} contains itself (a cyclic pickle)")
+    if len(path) >= MAX_DEPTH:
+        raise CheckpointError(f"{source}: containers nested more than {MAX_DEPTH} levels deep "
+                              f"(at {'/'.join(map(str, path[:5]))}/...); not a state dict")
+    walk.active.add(id(obj))
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj)
+    for k, v in items:
+        _collect(v, source, path + (k,), walk)
+    walk.active.discard(id(obj))
+    walk.seen.add(id(obj))
+
+
+def _check_totals(walk: _Walk, source: str, max_elements: int | None, reason: str) -> None:
+    """Refuses, before anything is read, distinct tensors (or the storages they use) holding more
+    than ``max_elements`` elements in total (None: no limit)."""
+    tensors = sum(math.prod(key[2]) for key in walk.layouts)
+    storages = sum(ref.numel for ref in walk.storages.values())
+    if max_elements is not None and max(tensors, storages) > max_elements:
+        raise CheckpointError(f"{source}: its {len(walk.layouts)} distinct tensors hold {tensors} elements "
+                              f"({storages} in their storages), more than the {max_elements} {reason}", hint="the file is not a plain checkpoint of this model (or is built "
+                                                     "to exhaust memory)")
+
+
 def materialize(obj: Any, read_storage: Callable[[StorageRef], np.ndarray], source: str,
-                path: tuple = ()) -> Any:
+                max_elements: int | None = None, reason: str = "allowed") -> Any:
     """Replaces every TensorRef inside dicts / lists / tuples of ``obj`` by a checked numpy array.
 
     read_storage(ref) -> the storage's elements as a 1-D array of ``ref.type.dtype`` (already
-    checked to hold exactly ``ref.numel`` elements). Errors name the tensor's key path.
+    checked to hold exactly ``ref.numel`` elements); it is called once per storage. Tensors with
+    the same layout on the same storage become the same array; a container reached twice is built
+    once. Errors name the tensor's key path. ``max_elements``: see :func:`_check_totals`; ``reason``
+    says where that limit comes from (in the error message).
     """
-    if isinstance(obj, TensorRef):
-        where = f"{source}: tensor {'/'.join(map(str, path)) or '<root>'!r}"
-        if not isinstance(obj.storage, StorageRef):
-            raise CheckpointError(f"{where}: its storage is {type(obj.storage).__name__}, not a storage record")
-        return tensor_to_array(obj, read_storage(obj.storage), obj.storage.type, where)
-    if isinstance(obj, dict):
-        items = [(k, materialize(v, read_storage, source, path + (k,))) for k, v in obj.items()]
-        return collections.OrderedDict(items) if isinstance(obj, collections.OrderedDict) else dict(items)
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(materialize(v, read_storage, source, path + (i,)) for i, v in enumerate(obj))
-    return obj
+    walk = _Walk()
+    _collect(obj, source, (), walk)
+    _check_totals(walk, source, max_elements, reason)
+    storages: dict[str, np.ndarray] = {}
+    arrays: dict[tuple, np.ndarray] = {}
+
+    def array(ref: TensorRef, where: str) -> np.ndarray:
+        key = _layout_key(ref, where)
+        if key not in arrays:
+            if key[0] not in storages:
+                storages[key[0]] = read_storage(ref.storage)
+            arrays[key] = tensor_to_array(ref, storages[key[0]], ref.storage.type, where)
+            walk.uses[key[0]] -= 1
+            if walk.uses[key[0]] == 0:  # its last tensor is built: free it now
+                del storages[key[0]]
+        return arrays[key]
+
+    built: dict[int, Any] = {}
+
+    def build(node: Any, path: tuple) -> Any:
+        if isinstance(node, TensorRef):
+            return array(node, _where(source, path))
+        if not isinstance(node, (dict, list, tuple)):
+            return node
+        if id(node) not in built:
+            if isinstance(node, dict):
+                items = [(k, build(v, path + (k,))) for k, v in node.items()]
+                out = collections.OrderedDict(items) if isinstance(node, collections.OrderedDict) else dict(items)
+            else:
+                out = type(node)(build(v, path + (i,)) for i, v in enumerate(node))
+            built[id(node)] = out
+        return built[id(node)]
+
+    return build(obj, ())

@@ -5,12 +5,15 @@ One draw (1 template frame, 1 search frame):
 1. pick a dataset with probability proportional to its ratio;
 2. pick a sequence uniformly; for video datasets keep it only when it has more than
    2 * (1 + 1) = 4 visible frames and at least 20 frames, otherwise pick again (official
-   ``sample_seq_from_dataset``). For image datasets the (single) frame must be visible
-   (COCO: box wider and taller than 50 px, docs/PARITY.md §8), otherwise pick again;
+   ``sample_seq_from_dataset``). Image datasets accept every sequence, whatever its visibility
+   flag (the official ``enough_visible_frames or not is_video_dataset``): every non-crowd COCO
+   object is sampled, those of 50 px and below included; a pair whose crop cannot be made (a
+   zero-size box) is refused later by the processing and drawn again, as officially;
 3. video: template = a visible frame in [0, N - 1) ("base frame"); search = a visible frame in
    [template + 1, template + max_gap + gap_increase) (Python ``range``, clipped to N, the
-   official ``_sample_visible_ids``); if there is none, gap_increase += 5 and both frames are drawn
-   again. Image datasets use frame 0 for both.
+   official ``_sample_visible_ids``), so on the first try the search frame lies 1 to
+   max_gap - 1 = 199 frames after the template; if there is none, gap_increase += 5 and both
+   frames are drawn again. Image datasets use frame 0 for both.
 
 All randomness comes from the ``numpy.random.Generator`` passed in; the pipeline seeds one per
 sample index (``np.random.default_rng([seed, index])``), so sample ``k`` depends on ``(seed, k)``
@@ -88,14 +91,12 @@ class PairSampler:
             i = int(rng.integers(src.num_sequences))
             info = src.sequence_info(i)
             vis = info.visible
-            if src.is_video:
-                ok = int(vis.sum()) > 2 * (NUM_SEARCH_FRAMES + NUM_TEMPLATE_FRAMES) and vis.shape[0] >= 20
-            else:
-                ok = bool(vis[0])
-            if ok:
+            # image datasets: any sequence (official: ``enough_visible_frames or not is_video_dataset``)
+            if not src.is_video or (int(vis.sum()) > 2 * (NUM_SEARCH_FRAMES + NUM_TEMPLATE_FRAMES)
+                                    and vis.shape[0] >= 20):
                 return i, info
         raise RuntimeError(f"PairSampler: no usable sequence found in {src.name} after {self.max_sequence_tries} "
-                           f"tries (video: > 4 visible frames and >= 20 frames; image: visible box)")
+                           f"tries (video: > 4 visible frames and >= 20 frames)")
 
     def choose_frames(self, info: SequenceInfo, is_video: bool, rng: np.random.Generator) -> tuple[int, int]:
         if not is_video:

@@ -17,9 +17,16 @@ import cv2
 import numpy as np
 
 from grm_jax.boxes import array_module
+from grm_jax.errors import DataError
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "CropGeometry", "crop_geometry", "sample_target",
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "MAX_CROP_PIXELS", "CropGeometry", "crop_geometry", "sample_target",
            "transform_image_to_crop"]
+
+# Largest crop side squared that sample_target builds (16384 x 16384: about 3 GB with its padding
+# mask). A box of the image's size with the official factors (2 / 4 / 5) stays far below it for
+# any image under the frame pixel limit; an absurd factor (search_factor=10000) is refused instead
+# of allocating hundreds of GiB.
+MAX_CROP_PIXELS = 16384 * 16384
 
 # Crops enter the network as (pixel / 255 - mean) / std per RGB channel, in training and tracking.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -93,7 +100,7 @@ def crop_geometry(box_xywh, factor: float, image_hw) -> CropGeometry:
     )
 
 
-def sample_target(image, box_xywh, factor: float, output_size: int | None):
+def sample_target(image, box_xywh, factor: float, output_size: int | None, setting: str = "crop factor"):
     """Crop a square region of side ceil(sqrt(w*h)*factor) around the box, pad and resize.
 
     image: (H, W, C) array (uint8 RGB for the tracker/training). box_xywh: (x1, y1, w, h) pixels.
@@ -103,11 +110,18 @@ def sample_target(image, box_xywh, factor: float, output_size: int | None):
       att_mask: (S, S) bool, True = padding. It is a float64 0/1 mask of the padded crop, resized
       with cv2.resize (INTER_LINEAR) and cast to bool (True where the resized value is non-zero).
     With output_size=None the padded crop is returned unresized.
+    A crop side above sqrt(MAX_CROP_PIXELS) raises DataError naming ``setting`` (the config key
+    that holds ``factor``) before anything is allocated.
     """
     im = np.asarray(image)
     if im.ndim != 3:
         raise ValueError(f"image: expected (H, W, C) array, got shape {im.shape}")
     g = crop_geometry(box_xywh, factor, im.shape[:2])
+    if g.crop_sz * g.crop_sz > MAX_CROP_PIXELS:
+        w, h = _box_floats(box_xywh)[2:]
+        raise DataError(f"{setting}={factor:g}: the crop around the {w:g}x{h:g} box would be {g.crop_sz}x{g.crop_sz} "
+                        f"pixels (limit {MAX_CROP_PIXELS:,} pixels)",
+                        hint="use the official factors (template 2, search 4; 5 for GRM-L320)")
     # In-image part; Python slice semantics exactly as the official code (the end index is
     # min(x2, W - 1) because of the +1 in the right/bottom padding).
     part = im[g.y1 + g.y1_pad:g.y2 - g.y2_pad, g.x1 + g.x1_pad:g.x2 - g.x2_pad, :]

@@ -56,6 +56,28 @@ class TrainingError(GrmError, RuntimeError):
     message names the step and the last good checkpoint."""
 
 
+class Terminated(BaseException):
+    """SIGTERM (a preemption) arrived; raised in the main thread by the command-line entry points
+    (:func:`raise_on_sigterm`). It unwinds like Ctrl-C: temporary files are discarded, locks
+    released, checkpoint saves in flight completed; finished units (result files, checkpoints)
+    stay. A BaseException, so ``except Exception`` blocks do not swallow it."""
+
+
+def raise_on_sigterm():
+    """Installs the SIGTERM handler raising :class:`Terminated` (a second SIGTERM then ends the
+    process at once). Returns the previous handler, to restore with ``signal.signal``."""
+    import signal  # noqa: PLC0415
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise Terminated(signal.Signals(signum).name)
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
+# Exit status of a run stopped by SIGTERM (128 + 15, what the shell reports for a killed process).
+TERMINATED_EXIT = 143
+
 # What a command-line entry point reports as a user error (one line, exit status 2) rather than
 # a traceback: our own errors, missing / unreadable files, and values a library refused.
 USER_ERRORS = (GrmError, OSError, ValueError)

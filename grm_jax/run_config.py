@@ -7,7 +7,7 @@ A run config has six sections, each a frozen dataclass:
     data   DataConfig    dataset root folders (training AND evaluation), training mix, jitter
     train  TrainConfig   optimizer, schedule, checkpoints, logging
     track  TrackConfig   the tracking procedure (crop factors, clipping, precision, dtype)
-    eval   EvalConfig    benchmark evaluation (batching, result format, bad frames)
+    eval   EvalConfig    benchmark evaluation (batching, result format, bad frames, LaSOT protocol)
 
 The user-facing ``configs/*.py`` files return an ``ml_collections.ConfigDict`` (made with
 :func:`default_configdict` and edited); command-line ``--config.a.b=value`` overrides are
@@ -31,15 +31,16 @@ from typing import Any, Mapping
 
 from grm_jax.datasets.registry import ROOT_KEYS, TRAIN, resolve
 from grm_jax.errors import ConfigError
-from grm_jax.model.config import ModelConfig
+from grm_jax.model.config import ATTENTION_IMPLS, ModelConfig
 
-__all__ = ["CropSpec", "DataConfig", "EvalConfig", "InitConfig", "Jitter", "RunConfig", "TrackConfig",
+__all__ = ["check_threshold", "CropSpec", "DataConfig", "EvalConfig", "InitConfig", "Jitter", "RunConfig", "TrackConfig",
            "TrainConfig", "default_configdict", "parse_layer_ranges"]
 
 PRECISIONS = ("highest", "high", "default")
 DTYPES = ("float32", "bfloat16")
 RESULT_FORMATS = ("int", "float")
 BAD_FRAME_POLICIES = ("error", "skip")
+LASOT_PROTOCOLS = ("grm", "official")  # what they mean: grm_jax.evaluate.metrics.LASOT_PROTOCOLS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,11 +146,14 @@ class TrackConfig:
 class EvalConfig:
     """batch_sequences: sequences advanced together in one device call; result_format: 'int'
     (the official integer files) or 'float'; on_bad_frame: 'error' stops at an unreadable
-    frame, 'skip' carries the previous box over it and records it in the summary."""
+    frame, 'skip' carries the previous box over it and records it in the summary;
+    lasot_protocol: how LaSOT scores are divided, 'grm' (by the valid frames, GRM's analysis) or
+    'official' (by all frames, the LaSOT toolkit and upstream pytracking)."""
 
     batch_sequences: int = 8
     result_format: str = "int"
     on_bad_frame: str = "error"
+    lasot_protocol: str = "grm"
 
 
 _SECTIONS = {"model": ModelConfig, "init": InitConfig, "data": DataConfig, "train": TrainConfig,
@@ -168,6 +172,12 @@ class RunConfig:
     track: TrackConfig = TrackConfig()
     eval: EvalConfig = EvalConfig()
     name: str = "run"
+    # Dotted keys set on the command line (``track.search_factor``...): they win over a saved
+    # model's own track settings (grm_jax.track_settings.PRECEDENCE). Not part of to_dict().
+    overridden: frozenset = frozenset()
+    # root key -> where its folder came from (command line, run config file, datasets.json,
+    # GRM_DATA_ROOT; grm_jax.datasets.roots). Not part of to_dict().
+    root_sources: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         _validate(self)
@@ -186,7 +196,7 @@ class RunConfig:
         return dataclasses.replace(self, **sections)
 
     @classmethod
-    def from_configdict(cls, config, name: str = "run") -> "RunConfig":
+    def from_configdict(cls, config, name: str = "run", overridden=(), root_sources=None) -> "RunConfig":
         """Builds and validates the typed config from a ConfigDict (or nested dict).
 
         Raises ConfigError naming the first unknown key (with the closest valid keys) or the
@@ -196,13 +206,23 @@ class RunConfig:
         if unknown:
             raise _unknown_key(unknown[0], list(_SECTIONS))
         sections = {key: _build(section_cls, tree.get(key, {}), key) for key, section_cls in _SECTIONS.items()}
-        return cls(name=name, **sections)
+        return cls(name=name, overridden=frozenset(overridden), root_sources=dict(root_sources or {}), **sections)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (JSON-serialisable), the inverse of :meth:`from_configdict`."""
         out = {key: _plain(getattr(self, key)) for key in _SECTIONS}
         out["model"] = self.model.to_dict()
         return out
+
+
+def check_threshold(value, key: str = "track.threshold") -> float:
+    """The one validation of a division threshold: a number in [0, 1) (0 = argmax; a search token
+    joins E_A when P(E_S) < threshold, so 1 would put every token there). Returns it as float."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or not 0.0 <= value < 1.0:
+        raise ConfigError(f"{key}={value!r}: must be a number in [0, 1) (0 = argmax)",
+                          hint="leave it unset for the benchmark's official value")
+    return float(value)
 
 
 def default_configdict():
@@ -264,10 +284,8 @@ def _build(section_cls, values, prefix: str):
         kwargs[key] = _coerce(value, hints[key], f"{prefix}.{key}")
     try:
         return section_cls(**kwargs)
-    except ConfigError:
-        raise
-    except ValueError as err:
-        raise ConfigError(f"config.{prefix}: {err}") from None
+    except ValueError as err:  # ModelConfig's checks name the field: 'depth=0: expected ...'
+        raise ConfigError(f"config.{prefix}.{err}") from None
 
 
 def _coerce(value, hint, key: str):
@@ -365,10 +383,14 @@ def _validate(run: RunConfig) -> None:
     _require(k.matmul_precision in PRECISIONS, "track.matmul_precision", k.matmul_precision,
              f"expected one of {', '.join(PRECISIONS)}")
     _require(k.dtype in DTYPES, "track.dtype", k.dtype, f"expected one of {', '.join(DTYPES)}")
-    _require(k.threshold is None or 0.0 <= k.threshold <= 1.0, "track.threshold", k.threshold,
-             "must be in [0, 1] (0 = argmax) or None (the benchmark's official value)")
+    if k.threshold is not None:
+        check_threshold(k.threshold)
+    _require(k.attention is None or k.attention in ATTENTION_IMPLS, "track.attention", k.attention,
+             f"expected None (the fastest verified one) or one of {', '.join(ATTENTION_IMPLS)}")
     _require(e.batch_sequences >= 1, "eval.batch_sequences", e.batch_sequences, "must be >= 1")
     _require(e.result_format in RESULT_FORMATS, "eval.result_format", e.result_format,
              f"expected one of {', '.join(RESULT_FORMATS)}")
     _require(e.on_bad_frame in BAD_FRAME_POLICIES, "eval.on_bad_frame", e.on_bad_frame,
              f"expected one of {', '.join(BAD_FRAME_POLICIES)}")
+    _require(e.lasot_protocol in LASOT_PROTOCOLS, "eval.lasot_protocol", e.lasot_protocol,
+             f"expected one of {', '.join(LASOT_PROTOCOLS)}")

@@ -101,7 +101,7 @@ def test_compare_with_attributes(lasot, tmp_path):
     csv_rows = (out / "attributes.csv").read_text().splitlines()
     assert csv_rows[0] == "abbrev,attribute,sequences,good,poor" and csv_rows[1].startswith("IV,Illumination Variation,3,")
     md = (out / "results.md").read_text()
-    assert md.startswith("# lasot (3 sequences)") and "## Per-attribute AUC" in md and "(attributes_poor.png)" in md
+    assert md.startswith("# lasot (3 sequences, protocol grm)") and "## Per-attribute AUC" in md and "(attributes_poor.png)" in md
     assert md.index("| good |") < md.index("| poor |")  # sorted by AUC
     saved = json.loads((out / "metrics.json").read_text())
     assert set(saved["trackers"]) == {"good", "poor"} and len(saved["attributes"]) == 14

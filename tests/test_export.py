@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import timeout_s
 from export_utils import THRESHOLDS, live_outputs, make_model_dir, tracker_crops
 from grm_jax import load_model
 from grm_jax.errors import ConfigError
@@ -40,6 +41,7 @@ def exported_dir(model_dir, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_exported_step_equals_the_live_step(exported_dir, model_dir, crops):
     step = load_exported(exported_dir)
     for thr in THRESHOLDS:
@@ -65,6 +67,8 @@ def test_metadata_describes_inputs_outputs_and_crops(exported_dir, model_dir):
     assert meta["model_config"]["embed_dim"] == 192 and meta["divide_layers"] == [1, 2, 3]
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_loader_runs_without_the_model_code(exported_dir, crops, tmp_path):
     """loader.py copied alone next to the export, in a process that never imports grm_jax."""
     import grm_jax.export.loader as loader
@@ -79,12 +83,14 @@ def test_loader_runs_without_the_model_code(exported_dir, crops, tmp_path):
         "box, dec, score = step(c['arr_0'], c['arr_1'], c['arr_2'], 0.4)\n"
         "assert not [m for m in sys.modules if m.startswith(('grm_jax', 'flax'))], 'model code imported'\n"
         "print(json.dumps(np.asarray(box).tolist()))\n")
-    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=timeout_s(300))
     assert proc.returncode == 0, proc.stderr[-3000:]
     in_process = np.asarray(load_exported(exported_dir)(*crops, threshold=0.4)[0])
     np.testing.assert_array_equal(np.asarray(json.loads(proc.stdout), np.float32), in_process)
 
 
+@pytest.mark.slow
 def test_bfloat16_multi_platform_export_equals_the_live_bfloat16_step(model_dir, crops, tmp_path):
     out = tmp_path / "bf16"
     assert export_main([str(model_dir), str(out), "--batch", str(BATCH), "--dtype", "bfloat16",
@@ -116,3 +122,60 @@ def test_onnx_export_names_the_missing_extra(model_dir, monkeypatch):
     with pytest.raises(ConfigError, match="needs the 'jax2onnx' package") as info:
         export_onnx(load_step_spec(model_dir), "unused")
     assert '".[onnx]"' in info.value.hint
+
+
+def test_loader_names_flatbuffers_when_it_is_missing(exported_dir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "flatbuffers", None)  # as where only jax and numpy are installed
+    with pytest.raises(ImportError, match="needs the 'flatbuffers' package besides jax and numpy: pip install"):
+        load_exported(exported_dir)
+
+
+FAKE_ORT = '''
+import numpy as np
+class SessionOptions:
+    log_severity_level = 0
+class _Node:
+    def __init__(self, name):
+        self.name = name
+class InferenceSession:
+    def __init__(self, path, options, providers):
+        self.path, self.providers = path, providers
+    def get_inputs(self):
+        return [_Node(n) for n in ("template", "search", "resize_factor", "threshold")]
+    def get_outputs(self):
+        return [_Node(n) for n in ("box_px", "decisions", "score_map")]
+    def run(self, names, feeds):
+        return [np.asarray([[f"{k}:{v.dtype}:{v.shape}" for k, v in feeds.items()]]), np.asarray(names),
+                np.asarray(self.providers)]
+'''
+
+
+def test_onnx_loader_runs_with_onnxruntime_and_numpy_alone(tmp_path):
+    """onnx_loader.py copied alone, in a process where grm_jax and jax cannot be imported; a stand-in
+    onnxruntime records what it is fed (tests/test_onnx.py runs the real onnxruntime)."""
+    import grm_jax.export.onnx_loader as onnx_loader
+
+    shutil.copy(onnx_loader.__file__, tmp_path / "onnx_loader.py")
+    (tmp_path / "onnxruntime.py").write_text(FAKE_ORT)
+    export = tmp_path / "exp"
+    export.mkdir()
+    (export / "export.json").write_text(json.dumps({"kind": "onnx"}))
+    (export / "step.onnx").write_bytes(b"graph")
+    script = (
+        "import json, sys\n"
+        "sys.modules.update({'grm_jax': None, 'jax': None, 'flax': None})\n"
+        "import numpy as np\n"
+        "from onnx_loader import load_onnx\n"
+        "step = load_onnx('exp', providers=('CUDAExecutionProvider', 'CPUExecutionProvider'))\n"
+        "feeds, names, providers = step(np.zeros((2, 8, 8, 3)), np.zeros((2, 16, 16, 3)), [1.5, 2.0], 0.4)\n"
+        "print(json.dumps([feeds.tolist(), names.tolist(), providers.tolist()]))\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    feeds, names, providers = json.loads(proc.stdout)
+    assert feeds == [["template:uint8:(2, 8, 8, 3)", "search:uint8:(2, 16, 16, 3)", "resize_factor:float32:(2,)",
+                      "threshold:float32:()"]]
+    assert names == ["box_px", "decisions", "score_map"] and providers == ["CUDAExecutionProvider",
+                                                                           "CPUExecutionProvider"]
+    (export / "export.json").write_text(json.dumps({"kind": "jax"}))
+    with pytest.raises(ValueError, match="holds a 'jax' export, not 'onnx'"):
+        onnx_loader.load_onnx(export)

@@ -61,9 +61,11 @@ def test_absent_frames_and_denominators():
     assert cv["op50"] == pytest.approx(1.0) and ca["op50"] == pytest.approx(0.8)
     assert cv["precision_20"] == pytest.approx(1.0) and ca["precision_20"] == pytest.approx(0.8)
     assert cv["num_valid"] == 4 and cv["num_frames"] == 5
-    # pytracking quirk: the invalid frame's normalized error is -1, a "hit".
+    # pytracking quirk: the invalid frame's normalized error is -1, a "hit" (upstream, all frames);
+    # over the valid frames only valid frames count, so no score exceeds 100% (issue 18.7).
     assert err["norm_center_error"][3] == -1
-    assert cv["norm_precision_20"] == pytest.approx(5 / 4)
+    assert ca["norm_precision_20"] == pytest.approx(5 / 5)
+    assert cv["norm_precision_20"] == pytest.approx(4 / 4)
     strict = M.sequence_curves(M.sequence_errors(pred, gt, strict_invalid=True))
     assert strict["norm_precision_20"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="denominator"):

@@ -6,19 +6,27 @@ a cached venv that sees this environment's packages and has the extra installed 
 venv README describes. The outputs are compared here with the live fp32 step (tiny fixture model,
 real tracker crops, thresholds 0 and 0.4).
 """
+import shutil
 import subprocess
 
 import numpy as np
 import pytest
 
+import grm_jax.export.onnx_loader as onnx_loader
+from conftest import timeout_s
 from export_utils import THRESHOLDS, division_margins, live_outputs, make_model_dir, tracker_crops
 from overlay_venv import cached_jax_env, overlay_for_extra
 
+pytestmark = [pytest.mark.slow, pytest.mark.venv, pytest.mark.multiprocess]
+
 BATCH = 3
 MARGIN = 1e-4  # decisions closer than this to their boundary may differ between implementations
+# onnx_loader.py copied next to the script, run with grm_jax and jax unimportable: onnxruntime + numpy only
 RUN_ONNX = """
-import sys, numpy as np
-from grm_jax.export import load_onnx
+import sys
+sys.modules.update({"grm_jax": None, "jax": None})
+import numpy as np
+from onnx_loader import load_onnx
 step = load_onnx(sys.argv[1])
 c = np.load(sys.argv[2])
 out = {}
@@ -35,7 +43,7 @@ def onnx_python():
 
 
 def _run(cmd, cwd):
-    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=1200, cwd=cwd,
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout_s(1200), cwd=cwd,
                           env=cached_jax_env(cmd[0]))
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     return proc.stdout
@@ -49,6 +57,7 @@ def test_onnx_runtime_outputs_equal_the_live_step(onnx_python, tmp_path):
                tmp_path)
     assert "ONNX, batch 3, float32" in log
     np.savez(tmp_path / "crops.npz", template=template, search=search, resize_factor=resize_factor)
+    shutil.copy(onnx_loader.__file__, tmp_path / "onnx_loader.py")
     _run([onnx_python, "-c", RUN_ONNX, out_dir, tmp_path / "crops.npz", tmp_path / "onnx_out.npz"], tmp_path)
     got = np.load(tmp_path / "onnx_out.npz")
     for thr in THRESHOLDS:

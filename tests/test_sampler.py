@@ -79,13 +79,25 @@ def test_gap_widens_when_needed():
     assert seen_long
 
 
-def test_image_dataset_uses_same_frame_and_visible_boxes():
+def test_image_dataset_uses_same_frame_and_ignores_visibility():
+    # official: ``enough_visible_frames or not is_video_dataset`` -> every image sequence is drawn
     vis = [[True], [False], [True], [False]]
     sampler = PairSampler([FakeSource("img", vis, is_video=False)])
+    seen = set()
     for k in range(200):
         p = sampler.sample(np.random.default_rng([3, k]))
         assert p.template_frame == p.search_frame == 0
-        assert p.sequence in (0, 2)
+        seen.add(p.sequence)
+    assert seen == {0, 1, 2, 3}
+
+
+def test_first_try_gap_is_at_most_max_gap_minus_one():
+    # every frame visible: the first try always succeeds, so the gap is 1 .. max_gap - 1 (half-open range)
+    max_gap = 6
+    sampler = PairSampler([FakeSource("g", [np.ones(40, bool)])], max_gap=max_gap)
+    gaps = {p.search_frame - p.template_frame for p in
+            (sampler.sample(np.random.default_rng([9, k])) for k in range(2000))}
+    assert gaps == set(range(1, max_gap))
 
 
 def test_dataset_ratios():

@@ -218,7 +218,12 @@ def test_coco(tmp_path):
     assert not src.is_video
     assert src.sequence_names() == ["11", "13", "14"]  # crowd dropped, json order
     vis = [bool(src.sequence_info(i).visible[0]) for i in range(3)]
-    assert vis == [True, False, True]  # w and h must both exceed 50
+    assert vis == [True, False, True]  # the reader's flag: w and h must both exceed 50
+    # ... which the official sampler ignores for image datasets: the 50 px object is trained on too
+    from data_pipelines.sampler import PairSampler
+    sampler = PairSampler([src])
+    drawn = {sampler.sample(np.random.default_rng([4, k])).sequence for k in range(100)}
+    assert drawn == {0, 1, 2}
     assert src.sequence_info(0).num_frames == 1
     assert src.load_frame(1, 0).shape == (100, 120, 3)
     np.testing.assert_allclose(src.sequence_info(2).boxes[0], [5, 5, 51, 51])

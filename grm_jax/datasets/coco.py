@@ -3,10 +3,15 @@
     <root>/annotations/instances_train2017.json    object annotations (bbox = x,y,w,h pixels)
     <root>/train2017/<file_name>                   images
 
-Each object annotation that is not a crowd region is one single-frame "sequence" (in the order of
-the json's annotation list); the pair sampler uses its image as template and search. A box may be
-sampled when it is wider and taller than 50 px. The json is parsed once; only compact arrays are
-kept, so the reader is cheap to send to worker processes.
+Each object annotation whose ``iscrowd`` is 0 is one single-frame "sequence", in the order of the
+json's annotation list (the official reader's list: the annotation ids of its COCO index, crowds
+left out). The pair sampler uses its image as template and search.
+
+``visible`` (and ``valid``) is True when the box is wider and taller than MIN_SIZE = 50 px, as in
+the official reader's ``get_sequence_info``. The official sampler never looks at it for an image
+dataset (``enough_visible_frames or not is_video_dataset``), and neither does ours
+(``data_pipelines.sampler``): EVERY non-crowd object is trained on, small ones included. The json
+is parsed once; only compact arrays are kept, so the reader is cheap to send to worker processes.
 """
 from __future__ import annotations
 

@@ -25,7 +25,8 @@ import numpy as np
 from grm_jax.annotations import read_flags, read_label_file
 from grm_jax.errors import DataError, MissingFileError
 
-__all__ = ["TABLES_DIR", "SPLITS_DIR", "IMAGE_EXTS", "require_dir", "list_images", "check_frames_exist",
+__all__ = ["TABLES_DIR", "SPLITS_DIR", "IMAGE_EXTS", "MissingSequenceError", "check_sequence_name", "require_dir",
+           "list_images", "check_frames_exist",
            "check_frame_count", "read_table", "read_split_names", "read_split_indices", "select",
            "occlusion_visibility"]
 
@@ -35,11 +36,43 @@ SPLITS_DIR = os.path.join(_HERE, "splits")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 
 
+def check_sequence_name(name, where) -> str:
+    """``name`` when it is a plain sequence name; DataError naming ``where`` (the list, table or
+    folder it came from) otherwise. A sequence name becomes result file names
+    (``<workdir>/<name>.txt``), so it must not be able to point anywhere else: no path separator
+    (``/`` or ``\\``), not empty, not ``.`` or ``..``, no NUL or other control character, and it
+    must be valid Unicode (a folder name of non-UTF-8 bytes cannot be written into the reports)."""
+    problem = None
+    if not isinstance(name, str) or not name.strip():
+        problem = "it is empty"
+    elif set(name) <= {"."}:
+        problem = "it is a relative folder reference"
+    elif "/" in name or "\\" in name:
+        problem = "it is a path (absolute paths and folder separators are not allowed)"
+    elif any(ord(c) < 32 or ord(c) == 127 for c in name):
+        problem = "it holds a control character (NUL, newline, ...)"
+    else:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            problem = "it holds bytes that are not UTF-8"
+    if problem is not None:
+        raise DataError(f"{os.fspath(where)}: sequence name {ascii(name)} is not a plain name: {problem}",
+                        hint="sequence names must be plain file names; rename that sequence (or its folder)")
+    return name
+
+
+class MissingSequenceError(MissingFileError):
+    """The folder of a benchmark sequence is not in the dataset root (``require_dir(path, "sequence")``);
+    scoring without ``--sequences`` skips such sequences with one warning."""
+
+
 def require_dir(path, what: str) -> str:
-    """``path`` as str if it is a folder, else MissingFileError 'missing <what> folder: <path>'."""
+    """``path`` as str if it is a folder, else MissingFileError 'missing <what> folder: <path>'
+    (MissingSequenceError when ``what`` is "sequence")."""
     path = os.fspath(path)
     if not os.path.isdir(path):
-        raise MissingFileError(f"missing {what} folder: {path}")
+        raise (MissingSequenceError if what == "sequence" else MissingFileError)(f"missing {what} folder: {path}")
     return path
 
 
@@ -117,8 +150,8 @@ def read_split_indices(name: str) -> list[int]:
 def select(names: list[str], wanted: Iterable[str] | None, where: str) -> list[str]:
     """``names``, or the subset ``wanted`` in the order given (DataError for a name not in ``names``)."""
     if wanted is None:
-        return list(names)
-    wanted = list(wanted)
+        return [check_sequence_name(n, where) for n in names]
+    wanted = [check_sequence_name(w, "--sequences") for w in wanted]
     known = set(names)
     for w in wanted:
         if w not in known:

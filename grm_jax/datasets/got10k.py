@@ -27,7 +27,8 @@ import os
 from typing import Iterable
 
 from grm_jax.annotations import read_box_file, read_flags
-from grm_jax.datasets.files import (check_frame_count, list_images, read_split_indices, require_dir, select)
+from grm_jax.datasets.files import (check_frame_count, check_sequence_name, list_images, read_split_indices,
+                                    require_dir, select)
 from grm_jax.datasets.sequence import Sequence, first_box_only
 from grm_jax.datasets.source import FileSource, SequenceInfo, make_info
 from grm_jax.errors import DataError, MissingFileError
@@ -58,7 +59,8 @@ def sequence_dirs(base: str) -> list[str]:
     list_file = os.path.join(base, "list.txt")
     if os.path.isfile(list_file):
         with open(list_file, "r", encoding="utf-8-sig") as fh:
-            names = [ln.strip().split(",")[0].strip() for ln in fh if ln.strip()]
+            rows = [(i, ln.strip().split(",")[0].strip()) for i, ln in enumerate(fh, 1) if ln.strip()]
+        names = [check_sequence_name(n, f"{list_file}, line {i}") for i, n in rows]
         if not names:
             raise DataError(f"{list_file}: no sequence names")
         return names

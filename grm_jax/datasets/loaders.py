@@ -1,6 +1,7 @@
 """The two entry points every caller uses, keyed by the registry's names.
 
-* :func:`load_benchmark` ``(name, root, sequences=None) -> list[Sequence]``: evaluation.
+* :func:`load_benchmark` ``(name, root, sequences=None) -> list[Sequence]``: evaluation;
+  :func:`load_present` also accepts a root that holds only some of the sequences (scoring).
 * :func:`training_source` ``(name, root) -> Source``: training (pair sampling, packing). A root
   holding a packed dataset gives the packed reader.
 
@@ -15,7 +16,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from grm_jax.datasets.avist import TABLE as AVIST_TABLE, load_avist
 from grm_jax.datasets.coco import CocoSource
-from grm_jax.datasets.files import read_table
+from grm_jax.datasets.files import MissingSequenceError, read_table
 from grm_jax.datasets.folder import load_folder, load_tnl2k
 from grm_jax.datasets.got10k import Got10kSource, load_got10k
 from grm_jax.datasets.lasot import TEST_TABLE as LASOT_TABLE, LasotSource, load_lasot
@@ -28,7 +29,7 @@ from grm_jax.datasets.table_layouts import TABLE_BENCHMARKS, load_table_benchmar
 from grm_jax.datasets.trackingnet import TrackingNetSource, load_trackingnet
 from grm_jax.errors import ConfigError, DataError, MissingFileError
 
-__all__ = ["load_benchmark", "training_source", "dataset_root", "benchmark_sequence_names",
+__all__ = ["load_benchmark", "load_present", "training_source", "dataset_root", "benchmark_sequence_names",
            "BENCHMARK_LOADERS", "TRAINING_READERS"]
 
 # registry name -> loader(root, sequences) -> list[Sequence]
@@ -100,6 +101,26 @@ def load_benchmark(name: str, root, sequences: Iterable[str] | None = None) -> l
     elif spec.root != "sample" and not os.path.isdir(root):
         raise MissingFileError(f"benchmark {spec.name!r}: root folder does not exist: {os.fspath(root)}")
     return BENCHMARK_LOADERS[spec.name](root, sequences)
+
+
+def load_present(name: str, root, sequences: Iterable[str] | None = None) -> tuple[list[Sequence], list[str]]:
+    """(sequences, names of the benchmark's sequences whose folder is not in ``root``).
+
+    With ``sequences``, exactly those (as :func:`load_benchmark`: a missing one is an error). Without,
+    the benchmark's sequences present in ``root``: for benchmarks with a shipped sequence table
+    (:func:`benchmark_sequence_names`) a sequence folder that is absent is skipped and listed;
+    anything else wrong with a sequence that is there (a missing frame or label file) still
+    raises. Benchmarks that list their own sequences on disk have none missing."""
+    names = benchmark_sequence_names(name)
+    if sequences is not None or names is None:
+        return load_benchmark(name, root, sequences), []
+    present, missing = [], []
+    for seq in names:
+        try:
+            present.extend(load_benchmark(name, root, [seq]))
+        except MissingSequenceError:
+            missing.append(seq)
+    return present, missing
 
 
 def _packed(spec, root) -> PackedSource:

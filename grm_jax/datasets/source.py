@@ -4,7 +4,8 @@ Sequence ``i`` has ``N_i`` frames; frame ``f`` has a box (x1, y1, w, h) in pixel
 
 * ``valid``: the box has w > 0 and h > 0 (COCO: both above 50 px);
 * ``visible``: the pair sampler may pick the frame: valid AND the dataset's own visibility rule
-  (each reader's docstring states it).
+  (each reader's docstring states it). Only video datasets are filtered by it: for image
+  datasets (COCO) the sampler, like the official one, takes every sequence.
 
 Image datasets (COCO) are sources whose sequences have a single frame (``is_video`` False); the
 pair sampler then uses that image as template and search.
@@ -24,7 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from grm_jax.errors import DataError, MissingFileError
-from grm_jax.image_check import check_complete
+from grm_jax.image_check import check_complete, check_pixels
 
 __all__ = ["SequenceInfo", "Source", "FileSource", "CorruptImageError", "decode_image", "make_info"]
 
@@ -74,6 +75,7 @@ def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
     if not data:
         raise CorruptImageError(f"empty image file: {name}")
     check_complete(data, name, CorruptImageError)  # libjpeg decodes a truncated JPEG without failing
+    check_pixels(data, name, CorruptImageError)  # decompression bombs: refused from the header
     img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if img is None or img.ndim != 3 or img.shape[0] < 1 or img.shape[1] < 1:
         raise CorruptImageError(f"cannot read image (corrupt or unsupported format): {name}")

@@ -59,11 +59,14 @@ def _common_sequences(seqs: SequenceT, results: Mapping[str, Path]) -> tuple[lis
 
 
 def compare_trackers(seqs: SequenceT, results: Mapping[str, Path], out_dir, attribute_flags=None,
-                     plots: bool = True) -> dict:
+                     plots: bool = True, lasot_protocol: str = "grm", coverage: Mapping | None = None) -> dict:
     """Scores every tracker of ``results`` ({name: folder}) on the benchmark sequences ``seqs``
     and writes one report to ``out_dir``.
 
     attribute_flags: {sequence: (14,) bool} LaSOT attribute flags (None: no attribute report).
+    lasot_protocol: 'grm' | 'official' (``metrics.LASOT_PROTOCOLS``). coverage: how ``seqs`` were
+    chosen from the benchmark ({"benchmark_sequences", "selected", "missing"}, see
+    ``report.write_report``; None: not stated).
     Returns {"trackers": [metrics per tracker, in the order given], "attributes": table rows or
     None, "left_out": {tracker: sequences without a result file}, "report": results.md path}.
     DataError when no sequence has results from every tracker.
@@ -79,9 +82,12 @@ def compare_trackers(seqs: SequenceT, results: Mapping[str, Path], out_dir, attr
                         f"every tracker ({', '.join(f'{n}={d}' for n, d in results.items())})")
     if len(common) < len(seqs):
         print(f"scoring the {len(common)} of {len(seqs)} sequences with results from every tracker")
+    coverage = dict(coverage or {})
+    coverage["left_out"] = len(seqs) - len(common)
+    coverage["scored"] = len(common)
     trackers = []
     for name, folder in results.items():
-        metrics = report.score_tracker(common, folder, name)
+        metrics = report.score_tracker(common, folder, name, lasot_protocol=lasot_protocol)
         metrics["missing_sequences"] = lacking[name]
         trackers.append(metrics)
     table = None
@@ -89,7 +95,7 @@ def compare_trackers(seqs: SequenceT, results: Mapping[str, Path], out_dir, attr
         flags = {s.name: attribute_flags[s.name] for s in common}
         per_seq = {m["tracker"]: {s: v["auc"] for s, v in m["per_sequence"].items()} for m in trackers}
         table = A.attribute_table(per_seq, flags)
-    path = report.write_report(trackers, out_dir, attributes=table, plots=plots)
+    path = report.write_report(trackers, out_dir, attributes=table, plots=plots, coverage=coverage)
     return {"trackers": trackers, "attributes": table, "left_out": lacking, "report": path}
 
 

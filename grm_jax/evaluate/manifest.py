@@ -30,7 +30,7 @@ from grm_jax.errors import WorkdirError
 from grm_jax.evaluate.report import REPORT_FILE_PATTERNS
 from grm_jax.evaluate.results import SEQUENCE_FILE_SUFFIXES
 from grm_jax.evaluate.speed import TIMING_FILE
-from grm_jax.io_utils import atomic_write_bytes
+from grm_jax.io_utils import atomic_write_bytes, path_inside
 
 __all__ = ["MANIFEST_FILE", "SUMMARY_FILE", "build_manifest", "checkpoint_identity", "clear_outputs", "code_version",
            "differences", "prepare_workdir", "read_manifest"]
@@ -130,7 +130,8 @@ def differences(old: Mapping, new: Mapping) -> list[str]:
 
 
 def _existing_results(workdir: Path, names: Iterable[str]) -> list[str]:
-    return [n for n in names if any((workdir / f"{n}{suffix}").exists() for suffix in SEQUENCE_FILE_SUFFIXES[:2])]
+    return [n for n in names if any(path_inside(workdir, f"{n}{suffix}").exists()
+                                    for suffix in SEQUENCE_FILE_SUFFIXES[:2])]
 
 
 def clear_outputs(workdir, names: Iterable[str]) -> int:
@@ -138,7 +139,7 @@ def clear_outputs(workdir, names: Iterable[str]) -> int:
     (see module doc) and the manifest. Returns the number of paths removed."""
     workdir = Path(workdir)
     removed = 0
-    paths = [workdir / f"{n}{suffix}" for n in names for suffix in SEQUENCE_FILE_SUFFIXES]
+    paths = [path_inside(workdir, f"{n}{suffix}") for n in names for suffix in SEQUENCE_FILE_SUFFIXES]
     patterns = (*REPORT_FILE_PATTERNS, SUMMARY_FILE, TIMING_FILE, *SUBMISSION_PATTERNS)
     paths += [p for pattern in patterns for p in workdir.glob(pattern)] + [workdir / MANIFEST_FILE]
     for path in paths:

@@ -9,16 +9,21 @@ pytracking analysis (what the paper's tables use), per sequence:
   the GT row has no NaN), then the first prediction is replaced by the ground truth;
 * overlap = pixel-inclusive IoU (br = tl + wh - 1), centre = tl + (wh - 1)/2;
 * valid frames: GT w > 0 and h > 0 (and visible, where visibility is given). Invalid frames get
-  overlap -1, centre error +inf (dataset 'uav': -1) and normalized centre error -1. The -1 counts
-  as a hit of the normalized precision exactly as in pytracking; for dataset 'lasot' frames with
-  the target not visible get +inf centre errors instead (pytracking's LaSOT branch);
-  ``strict_invalid=True`` gives invalid frames +inf errors instead (never a hit, so scores
-  cannot exceed 100%);
+  overlap -1, centre error +inf (dataset 'uav': -1) and normalized centre error -1. With the
+  'all' denominator the -1 counts as a hit of the normalized precision exactly as in pytracking;
+  with the 'valid' denominator only valid frames are counted, so no score exceeds 100% (GRM's
+  fork counted the -1 hits over the valid frames: 0,0,0,0 ground-truth rows then gave NP 500%);
+  for dataset 'lasot' frames with the target not visible get +inf centre errors instead
+  (pytracking's LaSOT branch); ``strict_invalid=True`` gives invalid frames +inf errors (never a
+  hit, also with the 'all' denominator);
 * success(t) = #(overlap > t) / D for t in 0:0.05:1 (21 values), precision(t) = #(err <= t) / D
   for t = 0..50 px, normalized precision for t = 0..0.50 step 0.01; D = number of valid frames
   (``denominator='valid'``, GRM/OSTrack analysis) or sequence length (``'all'``, AVisT/upstream);
 * AUC = mean of the success curve; P = precision at 20 px; NP = normalized precision at 0.20;
   OP50 / OP75 = success at 0.5 / 0.75. Dataset scores are means over sequences, in percent.
+* LaSOT is published with two denominators (:data:`LASOT_PROTOCOLS`): 'grm' (the valid frames,
+  GRM's and OSTrack's analysis code) and 'official' (all frames: the LaSOT toolkit's
+  eval_tracker.m and upstream pytracking).
 
 GOT-10k toolkit (what its server computes): first frame excluded, only frames with cover > 0,
 continuous IoU with both boxes clipped to the image, AO / SR pooled over all counted frames of
@@ -45,6 +50,8 @@ __all__ = [
     "got10k_sequence_ious",
     "got10k_metrics",
     "speed_fps",
+    "LASOT_PROTOCOLS",
+    "lasot_protocol_denominator",
 ]
 
 # 21 thresholds 0, 0.05, ..., 1.0 (same float64 values as torch.arange(0, 1.05, 0.05)).
@@ -58,6 +65,21 @@ _IDX_OP75 = 15  # OVERLAP_THRESHOLDS[15] == 0.75
 _IDX_P20 = 20  # CENTER_THRESHOLDS[20] == 20 px
 _IDX_NP20 = 20  # NORM_CENTER_THRESHOLDS[20] == 0.20
 _DENOMINATORS = ("valid", "all")
+
+# LaSOT protocol -> (denominator, what it means). 'grm' is the default.
+LASOT_PROTOCOLS = {
+    "grm": ("valid", "success and precision of a sequence divided by its valid frames (target visible, "
+                     "non-empty box), as in GRM's and OSTrack's analysis code"),
+    "official": ("all", "success and precision of a sequence divided by all its frames, as in the LaSOT "
+                        "toolkit (eval_tracker.m) and upstream pytracking"),
+}
+
+
+def lasot_protocol_denominator(protocol: str) -> str:
+    """'grm' -> 'valid', 'official' -> 'all' (ValueError naming the choices otherwise)."""
+    if protocol not in LASOT_PROTOCOLS:
+        raise ValueError(f"LaSOT protocol must be one of {tuple(LASOT_PROTOCOLS)}, got {protocol!r}")
+    return LASOT_PROTOCOLS[protocol][0]
 
 
 def _boxes(a, what: str, name: str) -> np.ndarray:
@@ -150,9 +172,10 @@ def sequence_curves(errors: Mapping, denominator: str = "valid", name: str = "se
     denom = n_valid if denominator == "valid" else int(ov.shape[0])
     if denom <= 0:
         raise ValueError(f"sequence {name!r}: no valid frames to evaluate (denominator={denominator!r})")
-    success = (ov[:, None] > OVERLAP_THRESHOLDS[None, :]).sum(axis=0) / denom
-    precision = (ce[:, None] <= CENTER_THRESHOLDS[None, :]).sum(axis=0) / denom
-    norm_precision = (ne[:, None] <= NORM_CENTER_THRESHOLDS[None, :]).sum(axis=0) / denom
+    counted = valid if denominator == "valid" else np.ones_like(valid)  # hits outside D never count
+    success = (ov[counted, None] > OVERLAP_THRESHOLDS[None, :]).sum(axis=0) / denom
+    precision = (ce[counted, None] <= CENTER_THRESHOLDS[None, :]).sum(axis=0) / denom
+    norm_precision = (ne[counted, None] <= NORM_CENTER_THRESHOLDS[None, :]).sum(axis=0) / denom
     return {
         "success": success,
         "precision": precision,

@@ -1,18 +1,21 @@
-"""Reports: score the result files of any tracker; plots (PNG), markdown / CSV tables, metrics.json.
+"""Reports: score the result files of any tracker; plots (PNG, :mod:`grm_jax.evaluate.plots`),
+markdown / CSV tables, metrics.json.
 
-All scores are percentages. Plots use matplotlib's object API with the Agg canvas (no display,
-no global backend switch).
+All scores are percentages.
 
 :func:`score_tracker` reads ``<results_dir>/<seq>.txt`` (and ``<seq>_time.txt``) of every
 benchmark sequence and returns the metrics; :func:`write_report` writes the report of one
 tracker or of several compared trackers to ``out_dir``:
 
 * ``metrics.json``: one tracker: its metrics; several: ``{"trackers": {name: metrics}, ...}``;
-* ``success_plot.png``, ``precision_plot.png``, ``norm_precision_plot.png``: every tracker, the
-  legend sorted by score and showing it (AUC, precision at 20 px, normalized precision at 0.20),
-  the title naming the benchmark and the sequence count;
-* ``results.md`` (the table, the plots linked, speed definitions, per-attribute table) and
-  ``results.csv``: one row per tracker; ``per_sequence_<tracker>.csv``: per-sequence scores;
+* ``success_plot.png``, ``precision_plot.png``, ``norm_precision_plot.png``: every tracker in its
+  own fixed style, the legend (outside the axes) sorted by score and showing it (AUC, precision
+  at 20 px, normalized precision at 0.20), the title naming the benchmark, the sequence count
+  and, on LaSOT, the protocol;
+* ``results.md`` (the sequences scored out of the benchmark's, the LaSOT protocol, the table, the
+  plots linked, speed definitions, per-attribute table) and ``results.csv``: one row per
+  tracker; a value that is not known (a tracker without time files has no speed) shows as "–";
+  ``per_sequence_<tracker>.csv``: per-sequence scores;
 * with LaSOT attribute flags (:mod:`grm_jax.evaluate.attributes`): ``attributes.csv`` and one bar
   chart ``attributes_<tracker>.png`` per tracker.
 :func:`score_results` = :func:`score_tracker` + :func:`write_report` for one tracker.
@@ -33,6 +36,7 @@ from grm_jax.datasets import DATASETS, Sequence
 from grm_jax.errors import DataError
 from grm_jax.evaluate import metrics as M
 from grm_jax.evaluate import speed as SP
+from grm_jax.evaluate.plots import plot_attribute_bars, plot_precision, plot_success, tracker_styles
 from grm_jax.evaluate.results import read_results, read_times
 from grm_jax.io_utils import atomic_write_bytes
 
@@ -57,83 +61,6 @@ SPEED_COLUMNS = (("toolkit_fps", "toolkit fps (mean 1/t)"), ("frames_per_s", "fr
 def safe_name(name: str) -> str:
     """A tracker name usable in a file name."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._") or "tracker"
-
-
-# ----------------------------------------------------------------------------------------------
-# Plots
-# ----------------------------------------------------------------------------------------------
-
-def _save_figure(fig, path: Path) -> Path:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
-
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    atomic_write_bytes(Path(path), buf.getvalue())
-    return Path(path)
-
-
-def _curve_plot(curves: Mapping[str, np.ndarray], x: np.ndarray, scores: Mapping[str, float], path, title: str,
-                xlabel: str, ylabel: str, xlim, score_label: str, legend_loc: str) -> Path:
-    from matplotlib.figure import Figure  # noqa: PLC0415
-
-    fig = Figure(figsize=(6.4, 5.2))
-    ax = fig.add_subplot(1, 1, 1)
-    for name in sorted(curves, key=lambda k: -float(scores.get(k, 0.0))):
-        ax.plot(x, np.asarray(curves[name], np.float64), linewidth=2,
-                label=f"{name} [{score_label} {scores.get(name, float('nan')):.1f}]")
-    ax.set_xlim(*xlim)
-    ax.set_ylim(0, 100)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(True, linestyle=":")
-    ax.legend(loc=legend_loc, fontsize=9)
-    return _save_figure(fig, Path(path))
-
-
-def plot_success(curves: Mapping[str, np.ndarray], path, title: str = "Success plot",
-                 thresholds: np.ndarray = M.OVERLAP_THRESHOLDS) -> Path:
-    """Success plot PNG. curves: tracker name -> success curve in % on ``thresholds`` (default 21
-    values 0:0.05:1); the legend, sorted by AUC, shows each curve's AUC (its mean)."""
-    scores = {k: float(np.mean(v)) for k, v in curves.items()}
-    return _curve_plot(curves, thresholds, scores, path, title, "Overlap threshold", "Success rate [%]", (0, 1),
-                       "AUC", "lower left")
-
-
-def plot_precision(curves: Mapping[str, np.ndarray], path, title: str = "Precision plot",
-                   normalized: bool = False) -> Path:
-    """Precision plot PNG. curves: tracker -> precision curve in % on 0..50 px (normalized: 0..0.5);
-    the legend, sorted by it, shows the value at 20 px (normalized: 0.20)."""
-    x = M.NORM_CENTER_THRESHOLDS if normalized else M.CENTER_THRESHOLDS
-    scores = {k: float(np.asarray(v)[20]) for k, v in curves.items()}
-    xlabel = "Normalized location error threshold" if normalized else "Location error threshold [pixels]"
-    return _curve_plot(curves, x, scores, path, title, xlabel, "Distance precision [%]", (x[0], x[-1]),
-                       "NP@0.2" if normalized else "P@20", "lower right")
-
-
-def plot_attribute_bars(values: SequenceT[tuple[str, float]], path, title: str, overall: float | None = None) -> Path:
-    """Horizontal bar chart PNG: (label, AUC %) per bar, the value written beside it; ``overall``
-    (the tracker's AUC on all sequences) as a dashed line."""
-    from matplotlib.figure import Figure  # noqa: PLC0415
-
-    fig = Figure(figsize=(7.0, 0.38 * len(values) + 1.4))
-    ax = fig.add_subplot(1, 1, 1)
-    y = np.arange(len(values))[::-1]
-    heights = [0.0 if math.isnan(v) else v for _, v in values]
-    ax.barh(y, heights, color="tab:blue")
-    for yi, (_, v) in zip(y, values):
-        ax.text((0.0 if math.isnan(v) else v) + 0.8, yi, "n/a" if math.isnan(v) else f"{v:.1f}", va="center",
-                fontsize=8)
-    if overall is not None and not math.isnan(overall):
-        ax.axvline(overall, color="k", linestyle="--", linewidth=1, label=f"all sequences [AUC {overall:.1f}]")
-        ax.legend(loc="lower right", fontsize=8)
-    ax.set_yticks(y, [label for label, _ in values], fontsize=8)
-    ax.set_xlim(0, 100)
-    ax.set_xlabel("AUC [%]")
-    ax.set_title(title)
-    ax.grid(True, axis="x", linestyle=":")
-    return _save_figure(fig, Path(path))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -164,16 +91,20 @@ def write_metrics_json(metrics: Mapping, path) -> Path:
     return Path(path)
 
 
+MISSING = "\u2013"  # an en dash: a value that is not known (None, nan), e.g. the speed of result files without times
+
+
 def _fmt(v) -> str:
     if v is None:
-        return "-"
+        return MISSING
     if isinstance(v, (float, np.floating)):
-        return "nan" if not math.isfinite(float(v)) else f"{float(v):.2f}"
+        return MISSING if not math.isfinite(float(v)) else f"{float(v):.2f}"
     return str(v)
 
 
 def markdown_table(rows: SequenceT[Mapping], columns: SequenceT[str], headers: SequenceT[str] | None = None) -> str:
-    """Markdown table text; floats with 2 decimals, None as '-'. headers: column titles (default: the keys)."""
+    """Markdown table text; floats with 2 decimals, None and nan as MISSING ("–"). headers: column
+    titles (default: the keys)."""
     lines = ["| " + " | ".join(headers or columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     for r in rows:
         lines.append("| " + " | ".join(_fmt(r.get(c, "")) for c in columns) + " |")
@@ -226,20 +157,22 @@ def _read_prediction(path: Path) -> np.ndarray:
 
 
 def score_tracker(benchmark_sequences: SequenceT[Sequence], results_dir, tracker_name: str,
-                  denominator: str | None = None, skip_missing: bool = False, strict_invalid: bool = False) -> dict:
+                  denominator: str | None = None, skip_missing: bool = False, strict_invalid: bool = False,
+                  lasot_protocol: str = "grm") -> dict:
     """Scores the result files of any tracker on a benchmark (nothing is written).
 
     benchmark_sequences: output of ``load_benchmark`` (ground truth must be public: GOT-10k test
     and TrackingNet are scored by their servers). results_dir: holds ``<seq>.txt`` files (comma,
     tab or space separated x1, y1, w, h per frame), optionally ``<seq>_time.txt`` and, for
     grm-jax evaluations, ``timing.json`` (see :mod:`grm_jax.evaluate.speed`).
-    denominator: 'valid' or 'all' (default: 'all' for AVisT, else 'valid'; see metrics).
+    denominator: 'valid' or 'all' (default: 'all' for AVisT, LaSOT's ``lasot_protocol``
+    ('grm' = 'valid', 'official' = 'all'; ``metrics.LASOT_PROTOCOLS``), else 'valid').
     skip_missing: skip sequences without a result file instead of raising.
     strict_invalid: see ``metrics.sequence_errors`` (default False = pytracking's conventions).
     Returns percentages {"auc", "precision", "norm_precision", "op50", "op75"} (+ {"ao", "sr50",
     "sr75"} for GOT-10k), "fps" (the toolkit-convention speed, nan without time files), "speed"
     (both speeds, labelled), "curves", "per_sequence", "tracker", "benchmark", "num_sequences",
-    "denominator", "missing_sequences".
+    "denominator", "protocol" (LaSOT: 'grm' or 'official', else None), "missing_sequences".
     """
     seqs = list(benchmark_sequences)
     if not seqs:
@@ -248,8 +181,12 @@ def score_tracker(benchmark_sequences: SequenceT[Sequence], results_dir, tracker
     if not results_dir.is_dir():
         raise ValueError(f"results folder does not exist: {results_dir}")
     bench = str(seqs[0].dataset)
+    protocol_denominator = M.lasot_protocol_denominator(lasot_protocol)
     if denominator is None:
-        denominator = "all" if bench == "avist" else "valid"
+        denominator = "all" if bench == "avist" else protocol_denominator if bench == "lasot" else "valid"
+    protocol = None
+    if bench == "lasot":
+        protocol = next(k for k, (d, _) in M.LASOT_PROTOCOLS.items() if d == denominator)
     got = _is_got10k(seqs)
 
     per_seq_eval, got_ious, all_times, speeds, missing = [], {}, [], {}, []
@@ -277,10 +214,11 @@ def score_tracker(benchmark_sequences: SequenceT[Sequence], results_dir, tracker
             speeds[s.name] = M.speed_fps(t)
     if not per_seq_eval:
         raise ValueError(f"no result files found in {results_dir}")
+    _warn_invalid_ground_truth(seqs)
 
     agg = M.aggregate(per_seq_eval)
     out: dict = {"tracker": tracker_name, "benchmark": bench, "num_sequences": agg["num_sequences"],
-                 "denominator": denominator, "strict_invalid": bool(strict_invalid)}
+                 "denominator": denominator, "protocol": protocol, "strict_invalid": bool(strict_invalid)}
     for k in SUMMARY_KEYS:
         out[k] = agg[k]
     out["avg_overlap"] = agg["avg_overlap"]
@@ -302,6 +240,25 @@ def score_tracker(benchmark_sequences: SequenceT[Sequence], results_dir, tracker
     out["curves"] = curves
     out["per_sequence"] = per
     return out
+
+
+def _warn_invalid_ground_truth(seqs) -> None:
+    """One warning line when ground-truth rows after the first frame are invalid (w or h <= 0, or
+    NaN) where the target is not marked invisible: such frames are not scored (see metrics)."""
+    counts = {}
+    for s in seqs:
+        gt = np.asarray(s.ground_truth, np.float64)[1:]
+        with np.errstate(invalid="ignore"):
+            bad = ~((gt[:, 2] > 0) & (gt[:, 3] > 0))
+        if s.visible is not None:
+            bad &= np.asarray(s.visible, bool)[1:]
+        if bad.any():
+            counts[s.name] = int(bad.sum())
+    if counts:
+        listed = ", ".join(f"{n} ({c})" for n, c in list(counts.items())[:5])
+        print(f"warning: {sum(counts.values())} ground-truth row(s) of {len(counts)} sequence(s) after the first "
+              f"frame have no box (width or height <= 0, or NaN): those frames are not scored (invalid frames, as in "
+              f"pytracking): {listed}{', ...' if len(counts) > 5 else ''}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -328,19 +285,43 @@ def tracker_table(trackers: SequenceT[Mapping]) -> tuple[list[dict], list[tuple[
 def _title(trackers: SequenceT[Mapping]) -> str:
     counts = sorted({int(m["num_sequences"]) for m in trackers})
     n = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
-    return f"{trackers[0]['benchmark']} ({n} sequences)"
+    protocol = trackers[0].get("protocol")
+    return f"{trackers[0]['benchmark']} ({n} sequences{f', protocol {protocol}' if protocol else ''})"
 
 
-def _write_plots(trackers: SequenceT[Mapping], out_dir: Path, title: str) -> None:
+def _write_plots(trackers: SequenceT[Mapping], out_dir: Path, title: str, styles) -> None:
     plot_success({m["tracker"]: m["curves"]["success"] for m in trackers}, out_dir / PLOT_FILES["success"],
-                 title=f"Success plot: {title}")
+                 title=f"Success plot: {title}", styles=styles)
     plot_precision({m["tracker"]: m["curves"]["precision"] for m in trackers}, out_dir / PLOT_FILES["precision"],
-                   title=f"Precision plot: {title}")
+                   title=f"Precision plot: {title}", styles=styles)
     plot_precision({m["tracker"]: m["curves"]["norm_precision"] for m in trackers},
-                   out_dir / PLOT_FILES["norm_precision"], title=f"Normalized precision plot: {title}", normalized=True)
+                   out_dir / PLOT_FILES["norm_precision"], title=f"Normalized precision plot: {title}", normalized=True,
+                   styles=styles)
 
 
-def _attribute_section(trackers, attributes: SequenceT[Mapping], out_dir: Path, title: str, plots: bool) -> str:
+def _scope_text(trackers: SequenceT[Mapping], coverage: Mapping | None) -> str:
+    """The results.md lines saying which sequences were scored and, on LaSOT, with which protocol."""
+    coverage, n, parts = coverage or {}, int(trackers[0]["num_sequences"]), []
+    if coverage.get("selected"):
+        parts.append({"sequences": "the ones named by --sequences", "present": "the ones present in the dataset root",
+                      "all": "all of them"}[coverage["selected"]])
+    if coverage.get("missing"):
+        parts.append(f"{len(coverage['missing'])} missing from the root")
+    if coverage.get("left_out"):
+        parts.append(f"{coverage['left_out']} left out because not every tracker has results for them")
+    text = ""
+    if parts:
+        total = coverage.get("benchmark_sequences")
+        of_total = "" if total is None else f" of the benchmark's {int(total)}"
+        text += f"Sequences scored: {n}{of_total} ({'; '.join(parts)}).\n"
+    protocol = trackers[0].get("protocol")
+    if protocol:
+        text += f"LaSOT protocol: {protocol}: {M.LASOT_PROTOCOLS[protocol][1]}.\n"
+    return text + ("\n" if text else "")
+
+
+def _attribute_section(trackers, attributes: SequenceT[Mapping], out_dir: Path, title: str, plots: bool,
+                       styles) -> str:
     names = [m["tracker"] for m in trackers]
     write_csv_table(attributes, ["abbrev", "attribute", "sequences", *names], out_dir / "attributes.csv")
     text = "\n## Per-attribute AUC\n\n" + markdown_table(attributes, ["attribute", "abbrev", "sequences", *names])
@@ -348,36 +329,47 @@ def _attribute_section(trackers, attributes: SequenceT[Mapping], out_dir: Path, 
         png = f"attributes_{safe_name(m['tracker'])}.png"
         if plots:
             bars = [(f"{r['attribute']} ({r['sequences']})", float(r[m["tracker"]])) for r in attributes]
-            plot_attribute_bars(bars, out_dir / png, f"{m['tracker']}: AUC per attribute, {title}", overall=m["auc"])
+            plot_attribute_bars(bars, out_dir / png, f"{m['tracker']}: AUC per attribute, {title}", overall=m["auc"],
+                                style=styles[m["tracker"]])
         text += f"\n![{m['tracker']} per attribute]({png})\n"
     return text
 
 
 def write_report(trackers: SequenceT[Mapping], out_dir, attributes: SequenceT[Mapping] | None = None,
-                 plots: bool = True) -> Path:
+                 plots: bool = True, coverage: Mapping | None = None) -> Path:
     """Writes the report of one or several scored trackers (outputs of :func:`score_tracker`, same
     benchmark) to ``out_dir`` (see module doc); attributes: rows of
-    :func:`grm_jax.evaluate.attributes.attribute_table`. Returns the path of results.md."""
+    :func:`grm_jax.evaluate.attributes.attribute_table`. coverage: which of the benchmark's
+    sequences were scored, {"benchmark_sequences": int, "selected": 'all' | 'sequences' |
+    'present', "missing": [names not in the root]} (also written to metrics.json). Every chart
+    draws tracker k in style k of :func:`grm_jax.evaluate.plots.tracker_styles` (the order given).
+    Returns the path of results.md."""
     trackers = list(trackers)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     title = _title(trackers)
+    styles = tracker_styles([m["tracker"] for m in trackers])
     payload = dict(trackers[0]) if len(trackers) == 1 else {
-        "benchmark": trackers[0]["benchmark"], "trackers": {m["tracker"]: m for m in trackers}}
+        "benchmark": trackers[0]["benchmark"], "protocol": trackers[0].get("protocol"),
+        "trackers": {m["tracker"]: m for m in trackers}}
+    if coverage:
+        payload["coverage"] = dict(coverage)
     if attributes:
         payload["attributes"] = list(attributes)
     write_metrics_json(payload, out_dir / "metrics.json")
     if plots:
-        _write_plots(trackers, out_dir, title)
+        _write_plots(trackers, out_dir, title, styles)
     rows, cols = tracker_table(trackers)
     write_csv_table(rows, [k for k, _ in cols], out_dir / "results.csv")
-    text = f"# {title}\n\n" + markdown_table(rows, [k for k, _ in cols], [h for _, h in cols])
+    text = f"# {title}\n\n" + _scope_text(trackers, coverage)
+    text += markdown_table(rows, [k for k, _ in cols], [h for _, h in cols])
     text += ("\ntoolkit fps: mean over frames of 1/t from <seq>_time.txt, first frames included (GOT-10k / "
-             "pytracking convention); frames/s: frames tracked / (tracking wall time - compile time).\n")
+             "pytracking convention); frames/s: frames tracked / (tracking wall time - compile time); "
+             f"{MISSING}: not known (e.g. result files without <seq>_time.txt).\n")
     if plots:
         text += "".join(f"\n![{key.replace('_', ' ')} plot]({name})\n" for key, name in PLOT_FILES.items())
     if attributes:
-        text += _attribute_section(trackers, attributes, out_dir, title, plots)
+        text += _attribute_section(trackers, attributes, out_dir, title, plots, styles)
     text += "\n## Per-sequence scores\n\n"
     for m in trackers:
         per_cols = ["sequence", *SUMMARY_KEYS, *[f"got10k_{k}" for k in GOT10K_KEYS if k in m], "fps", "num_frames"]
@@ -390,10 +382,10 @@ def write_report(trackers: SequenceT[Mapping], out_dir, attributes: SequenceT[Ma
 
 def score_results(benchmark_sequences: SequenceT[Sequence], results_dir, out_dir, tracker_name: str,
                   denominator: str | None = None, skip_missing: bool = False, plots: bool = True,
-                  strict_invalid: bool = False) -> dict:
+                  strict_invalid: bool = False, lasot_protocol: str = "grm") -> dict:
     """:func:`score_tracker` then :func:`write_report` for this one tracker; returns the metrics
     (also written to ``out_dir/metrics.json``)."""
     metrics = score_tracker(benchmark_sequences, results_dir, tracker_name, denominator=denominator,
-                            skip_missing=skip_missing, strict_invalid=strict_invalid)
+                            skip_missing=skip_missing, strict_invalid=strict_invalid, lasot_protocol=lasot_protocol)
     write_report([metrics], out_dir, plots=plots)
     return metrics

@@ -25,7 +25,7 @@ import numpy as np
 
 from grm_jax.annotations import read_box_file, read_label_file
 from grm_jax.errors import DataError
-from grm_jax.io_utils import atomic_write_bytes
+from grm_jax.io_utils import atomic_write_bytes, path_inside
 
 __all__ = [
     "format_boxes",
@@ -81,8 +81,8 @@ def write_results(results_dir, seq_name: str, boxes_xywh, times=None, fmt: str =
         n_b = np.asarray(boxes_xywh).shape[0]
         if n_t != n_b:
             raise ValueError(f"sequence {seq_name!r}: {n_b} boxes but {n_t} times")
-        atomic_write_bytes(results_dir / f"{seq_name}_time.txt", _format_times(times).encode())
-    path = results_dir / f"{seq_name}.txt"
+        atomic_write_bytes(path_inside(results_dir, f"{seq_name}_time.txt"), _format_times(times).encode())
+    path = path_inside(results_dir, f"{seq_name}.txt")
     atomic_write_bytes(path, text.encode())
     return path
 
@@ -148,8 +148,8 @@ def write_got10k_submission(results_dir, seq_names: Iterable[str], out_dir, zip_
         times = read_times(time_path, boxes.shape[0], box_path)
         box_txt = format_boxes(boxes, fmt=fmt, delimiter=",").encode()
         time_txt = _format_times(times).encode()
-        atomic_write_bytes(out_dir / seq / f"{seq}_001.txt", box_txt)
-        atomic_write_bytes(out_dir / seq / f"{seq}_time.txt", time_txt)
+        atomic_write_bytes(path_inside(out_dir, seq, f"{seq}_001.txt"), box_txt)
+        atomic_write_bytes(path_inside(out_dir, seq, f"{seq}_time.txt"), time_txt)
         members += [(f"{seq}/{seq}_001.txt", box_txt), (f"{seq}/{seq}_time.txt", time_txt)]
     if zip_path is not None:
         return _zip_atomic(Path(zip_path), members)
@@ -173,7 +173,7 @@ def write_bad_frames(results_dir, seq_name: str, bad_frames) -> Path:
     (``bad_frames``: (0-based frame index, error message) pairs). Written before ``<seq>.txt``;
     no bad frames removes a file left by an earlier, unfinished attempt."""
     rows = [{"frame": int(i), "error": str(msg)} for i, msg in bad_frames]
-    path = Path(results_dir) / f"{seq_name}{BAD_FRAMES_SUFFIX}"
+    path = path_inside(results_dir, f"{seq_name}{BAD_FRAMES_SUFFIX}")
     if not rows:
         path.unlink(missing_ok=True)
         return path

@@ -28,6 +28,7 @@ from typing import Callable, Sequence as SequenceT
 import numpy as np
 
 from grm_jax import datasets as ds
+from grm_jax import track_settings
 from grm_jax.errors import ConfigError, DataError, WorkdirError
 from grm_jax.evaluate import attributes, compare, manifest, report, results as res, speed
 from grm_jax.evaluate import metrics as metrics_lib
@@ -35,7 +36,7 @@ from grm_jax.io_utils import ensure_writable_dir
 from grm_jax.run_config import RunConfig
 from grm_jax.track.track_mode import parse_box, run_track  # noqa: F401  (the track mode)
 
-__all__ = ["parse_box", "resolve_benchmark", "resolve_threshold", "run_evaluate", "run_score", "run_track"]
+__all__ = ["parse_box", "resolve_benchmark", "run_evaluate", "run_score", "run_track"]
 
 _SERVER_SCORED = tuple(n for n, spec in ds.DATASETS.items() if spec.scoring == "server")
 
@@ -65,16 +66,6 @@ def resolve_benchmark(run: RunConfig, dataset: str) -> tuple[str, pathlib.Path]:
     return key, pathlib.Path(str(root))
 
 
-def resolve_threshold(run: RunConfig, key: str, threshold: float | None) -> float:
-    """The division threshold: ``threshold`` (--threshold), else ``run.track.threshold``, else the
-    official value of benchmark ``key`` (grm_jax.datasets.registry; 0 = argmax)."""
-    if threshold is not None:
-        return float(threshold)
-    if run.track.threshold is not None:
-        return float(run.track.threshold)
-    return float(ds.official_threshold(key))
-
-
 def _load_model(checkpoint):
     from grm_jax.checkpoint import load_model  # noqa: PLC0415  (jax import only when needed)
 
@@ -96,7 +87,7 @@ def run_evaluate(run: RunConfig, checkpoint, dataset: str, workdir, threshold: f
     Complete sequences of the same model and settings are reused; results of other settings are
     refused (WorkdirError) unless ``overwrite`` deletes them. run.eval: batch_sequences,
     result_format, on_bad_frame ('error' stops naming the file, 'skip' carries the previous box);
-    run.track: the tracking settings (threshold: see :func:`resolve_threshold`).
+    run.track: the tracking settings, merged with the model's own (:func:`grm_jax.track_settings.resolve_for_checkpoint`).
     on_sequence_done(name): called after each sequence's files are written (progress hooks, tests).
     model_and_variables: optional already-loaded (model, variables) instead of loading ``checkpoint``.
     Several processes (multi-host, see ``grm_jax.evaluate.distribute``) each track their own share
@@ -105,7 +96,6 @@ def run_evaluate(run: RunConfig, checkpoint, dataset: str, workdir, threshold: f
     :mod:`grm_jax.evaluate.attributes`; default: looked for under the dataset root).
     """
     from grm_jax.evaluate import distribute  # noqa: PLC0415
-    from grm_jax.model.attention import inference_attention  # noqa: PLC0415
     from grm_jax.track.batched import BatchedTracker  # noqa: PLC0415
 
     topo = distribute.topology(max_local_devices)  # joins the other processes before devices are used
@@ -113,52 +103,55 @@ def run_evaluate(run: RunConfig, checkpoint, dataset: str, workdir, threshold: f
     seqs = ds.load_benchmark(key, root, sequences)
     if not seqs:
         raise DataError(f"dataset {key!r} at {root}: no sequences")
-    thr = resolve_threshold(run, key, threshold)
+    _check_init_boxes(seqs)
+    settings = track_settings.resolve_for_checkpoint(run, checkpoint, key, threshold, topo.local_devices[0].platform)
+    thr, attention = settings.threshold, settings.attention
     workdir = ensure_writable_dir(workdir)
-    tracker_name = tracker_name or pathlib.Path(str(checkpoint)).name or "grm"
-    fmt, batch = run.eval.result_format, run.eval.batch_sequences
-    attention = run.track.attention or inference_attention(topo.local_devices[0].platform)
-    run_manifest = manifest.build_manifest(checkpoint, key, thr, run.track, attention, fmt)
-    state = manifest.prepare_workdir(workdir, run_manifest, [s.name for s in seqs], overwrite=overwrite,
-                                     write=topo.process_index == 0)
-    distribute.wait_for_all_processes(topo, f"grm_evaluate_manifest_{key}")  # process 0 cleared / wrote it
-    if state == "overwritten":
-        print(f"--overwrite: deleted the results and reports of a different run in {workdir}")
+    with _evaluation_lock(workdir, topo.process_index):
+        tracker_name = tracker_name or pathlib.Path(str(checkpoint)).name or "grm"
+        fmt, batch = run.eval.result_format, run.eval.batch_sequences
+        run_manifest = manifest.build_manifest(checkpoint, key, thr, settings.track, attention, fmt)
+        state = manifest.prepare_workdir(workdir, run_manifest, [s.name for s in seqs], overwrite=overwrite,
+                                         write=topo.process_index == 0)
+        distribute.wait_for_all_processes(topo, f"grm_evaluate_manifest_{key}")  # process 0 cleared / wrote it
+        if state == "overwritten":
+            print(f"--overwrite: deleted the results and reports of a different run in {workdir}")
 
-    shares = distribute.split_sequences(seqs, topo.process_count)
-    mine = set(shares[topo.process_index])
-    todo = [s for s in seqs if s.name in mine
-            and not res.is_complete(workdir, s.name, num_frames=len(s), require_time=True)]
-    print(f"{key}: {len(seqs)} sequences, process {topo.process_index}/{topo.process_count} tracks "
-          f"{len(todo)} of its {len(mine)} ({len(mine) - len(todo)} already complete in {workdir}) on "
-          f"{len(topo.local_devices)} device(s), threshold {thr}, batch {batch}")
-    clock = None
-    if todo:
-        model, variables = model_and_variables or _load_model(checkpoint)
-        tracker = BatchedTracker(model, variables, run.track, thr, batch_size=min(batch, len(todo)),
-                                 devices=topo.local_devices, dtype=run.track.dtype, attention=attention,
-                                 on_bad_frame=run.eval.on_bad_frame)
-        clock = _track(tracker, todo, workdir, fmt, f"{tracker_name}/{key}", run.eval.on_bad_frame,
-                       on_sequence_done)
+        shares = distribute.split_sequences(seqs, topo.process_count)
+        mine = set(shares[topo.process_index])
+        todo = [s for s in seqs if s.name in mine
+                and not res.is_complete(workdir, s.name, num_frames=len(s), require_time=True)]
+        print(f"{key}: {len(seqs)} sequences, process {topo.process_index}/{topo.process_count} tracks "
+              f"{len(todo)} of its {len(mine)} ({len(mine) - len(todo)} already complete in {workdir}) on "
+              f"{len(topo.local_devices)} device(s), threshold {thr}, batch {batch}")
+        clock = None
+        if todo:
+            model, variables = model_and_variables or _load_model(checkpoint)
+            tracker = BatchedTracker(model, variables, settings.track, thr, batch_size=min(batch, len(todo)),
+                                     devices=topo.local_devices, dtype=settings.dtype, attention=attention,
+                                     on_bad_frame=run.eval.on_bad_frame)
+            clock = _track(tracker, todo, workdir, fmt, f"{tracker_name}/{key}", run.eval.on_bad_frame,
+                           on_sequence_done)
 
-    summary = {"dataset": key, "threshold": thr, "num_sequences": len(seqs), "tracked": len(todo),
-               "workdir": str(workdir), **distribute.summary_fields(topo, shares)}
-    distribute.wait_for_all_processes(topo, f"grm_evaluate_{key}")
-    if topo.process_index != 0:
-        return summary  # process 0 scores and writes summary.json
-    missing = [s.name for s in seqs if not res.is_complete(workdir, s.name, num_frames=len(s))]
-    if missing:
-        raise WorkdirError(f"{workdir}: no complete results for {len(missing)} sequence(s) after tracking: "
-                           f"{', '.join(missing[:10])}", hint="re-run the same command to resume")
-    if clock is not None and clock.frames_done:
-        speed.record_session(workdir, clock.frames_done, clock.wall_s, clock.compile_s, processes=topo.process_count,
-                             devices=topo.devices, batch_sequences=batch)
-    _report(summary, seqs, root, workdir, tracker_name, fmt, clock, run.eval.on_bad_frame, attributes_dir)
-    return summary
+        summary = {"dataset": key, "threshold": thr, "num_sequences": len(seqs), "tracked": len(todo),
+                   "workdir": str(workdir), **distribute.summary_fields(topo, shares)}
+        distribute.wait_for_all_processes(topo, f"grm_evaluate_{key}")
+        if topo.process_index != 0:
+            return summary  # process 0 scores and writes summary.json
+        missing = [s.name for s in seqs if not res.is_complete(workdir, s.name, num_frames=len(s))]
+        if missing:
+            raise WorkdirError(f"{workdir}: no complete results for {len(missing)} sequence(s) after tracking: "
+                               f"{', '.join(missing[:10])}", hint="re-run the same command to resume")
+        if clock is not None and clock.frames_done:
+            speed.record_session(workdir, clock.frames_done, clock.wall_s, clock.compile_s, processes=topo.process_count,
+                                 devices=topo.devices, batch_sequences=batch)
+        _report(summary, seqs, root, workdir, tracker_name, fmt, clock, run.eval.on_bad_frame, attributes_dir,
+                run.eval.lasot_protocol, _coverage(key, seqs, "sequences" if sequences is not None else "all", []))
+        return summary
 
 
 def _report(summary: dict, seqs, root, workdir: pathlib.Path, tracker_name: str, fmt: str, clock,
-            on_bad_frame: str, attributes_dir=None) -> None:
+            on_bad_frame: str, attributes_dir=None, lasot_protocol: str = "grm", coverage=None) -> None:
     """Process 0, after tracking: scores (or builds the server submission), prints the table,
     the speeds and the unreadable frames, and completes and writes ``summary.json``."""
     key, names = summary["dataset"], [s.name for s in seqs]
@@ -169,7 +162,8 @@ def _report(summary: dict, seqs, root, workdir: pathlib.Path, tracker_name: str,
         summary["speed"] = speed.speed_fields(_toolkit_fps(workdir, names), speed.read_timing(workdir))
     else:
         out = compare.compare_trackers(seqs, {tracker_name: workdir}, workdir,
-                                       attribute_flags=_attribute_flags(key, root, names, attributes_dir))
+                                       attribute_flags=_attribute_flags(key, root, names, attributes_dir),
+                                       lasot_protocol=lasot_protocol, coverage=coverage)
         metrics = out["trackers"][0]
         summary["metrics"] = {k: metrics.get(k) for k in (*report.SUMMARY_KEYS, *report.GOT10K_KEYS, "fps")
                               if k in metrics}
@@ -181,6 +175,30 @@ def _report(summary: dict, seqs, root, workdir: pathlib.Path, tracker_name: str,
     print(speed.describe(summary["speed"]))
     _print_bad_frames(summary["bad_frames"], on_bad_frame)
     report.write_metrics_json(summary, workdir / manifest.SUMMARY_FILE)
+
+
+def _check_init_boxes(seqs) -> None:
+    """DataError naming the sequence and its folder when a first ground-truth box cannot start the
+    tracker (NaN, w or h <= 0, ...), before any model is loaded."""
+    import os  # noqa: PLC0415
+
+    from grm_jax.track.tracker import validate_box  # noqa: PLC0415
+
+    for s in seqs:
+        folder = os.path.dirname(s.frames[0]) if s.frames else "?"
+        validate_box(s.init_box, f"sequence {s.name!r} ({folder}), first ground-truth box")
+
+
+def _evaluation_lock(workdir: pathlib.Path, process_index: int):
+    """Process 0 holds ``<workdir>/evaluate.lock`` while it evaluates (a second evaluation into
+    the same workdir is refused naming the first); other processes hold nothing."""
+    import contextlib  # noqa: PLC0415
+
+    from grm_jax.workdir_lock import EVALUATE_LOCK, WorkdirLock  # noqa: PLC0415
+
+    if process_index != 0:
+        return contextlib.nullcontext()
+    return WorkdirLock.acquire(workdir, file_name=EVALUATE_LOCK, job="evaluation")
 
 
 _BAD_FRAME_HINTS = {  # attached to the data errors raised while tracking
@@ -256,24 +274,52 @@ def _print_bad_frames(bad: dict, policy: str) -> None:
 # score
 # ----------------------------------------------------------------------------------------------
 
+def _coverage(key: str, seqs, selected: str, missing: list[str]) -> dict:
+    """What results.md / metrics.json say about the sequences scored (see ``report.write_report``)."""
+    names = ds.benchmark_sequence_names(key)
+    total = len(names) if names is not None else (len(seqs) if selected == "all" else None)
+    return {"benchmark_sequences": total, "selected": selected, "missing": list(missing)}
+
+
+def _score_sequences(key: str, root, sequences) -> tuple[list, dict]:
+    """The sequences to score: ``sequences`` (--sequences) if given, else those of the benchmark
+    present in ``root`` (one warning line when some are missing; DataError when none is there)."""
+    seqs, missing = ds.load_present(key, root, sequences)
+    if not seqs:
+        raise DataError(f"dataset {key!r}: none of its sequences is in {root}",
+                        hint=f"e.g. {missing[0]!r} is expected in {root}" if missing else None)
+    if missing:
+        total = len(seqs) + len(missing)
+        print(f"warning: {key}: {len(missing)} of the {total} sequences are not in {root} "
+              f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); scoring the {len(seqs)} present "
+              f"(name them with --sequences to score a subset on purpose)")
+    selected = "sequences" if sequences is not None else ("present" if missing else "all")
+    return seqs, _coverage(key, seqs, selected, missing)
+
+
 def run_score(run: RunConfig, dataset: str, results, workdir, tracker_name: str | None = None,
-              attributes_dir=None) -> dict:
+              attributes_dir=None, sequences: SequenceT[str] | None = None) -> dict:
     """Scores the result folders of any trackers on a benchmark and writes one report to ``workdir``.
 
     results: ``DIR``, ``NAME=DIR,NAME=DIR,...`` or {name: dir} (:mod:`grm_jax.evaluate.compare`;
-    all trackers are scored on the sequences they all have results for). attributes_dir: a folder
-    of LaSOT attribute files (``<seq>.txt``), besides those found in the LaSOT root
-    (:mod:`grm_jax.evaluate.attributes`). Returns the metrics of the one tracker, or
-    {"benchmark", "trackers": {name: metrics}, "attributes"} (what ``workdir/metrics.json`` holds).
+    all trackers are scored on the sequences they all have results for). sequences: score only
+    these (--sequences); without, the benchmark's sequences present in the dataset root are
+    scored, with one warning line when some are missing. results.md and metrics.json
+    (``coverage``) state how many of the benchmark's sequences were scored. LaSOT is scored with
+    ``run.eval.lasot_protocol``. attributes_dir: a folder of LaSOT attribute files
+    (``<seq>.txt``), besides those found in the LaSOT root (:mod:`grm_jax.evaluate.attributes`).
+    Returns the metrics of the one tracker, or {"benchmark", "trackers": {name: metrics},
+    "attributes"} (what ``workdir/metrics.json`` holds).
     """
     key, root = resolve_benchmark(run, dataset)
     if key in _SERVER_SCORED:
         raise DataError(f"dataset {key!r}: ground truth is not public; submit the results to its server")
     folders = compare.parse_results_spec(results, tracker_name)
     workdir = ensure_writable_dir(workdir)
-    seqs = ds.load_benchmark(key, root)
+    seqs, coverage = _score_sequences(key, root, sequences)
     out = compare.compare_trackers(seqs, folders, workdir,
-                                   attribute_flags=_attribute_flags(key, root, [s.name for s in seqs], attributes_dir))
+                                   attribute_flags=_attribute_flags(key, root, [s.name for s in seqs], attributes_dir),
+                                   lasot_protocol=run.eval.lasot_protocol, coverage=coverage)
     _print_report(key, out)
     if len(out["trackers"]) == 1:
         return out["trackers"][0]

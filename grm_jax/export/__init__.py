@@ -5,9 +5,10 @@
 
 * :mod:`grm_jax.export.build`: the jitted device step of the tracker (normalize, network, window,
   decode), serialized with ``jax.export`` for one or more platforms, plus its weights.
-* :mod:`grm_jax.export.loader`: :func:`load_exported` runs such an export with jax alone (no
-  model code); the inputs are those of the tracker's device call.
-* :mod:`grm_jax.export.onnx`: the same step as an ONNX graph (jax2onnx), run with onnxruntime.
+* :mod:`grm_jax.export.loader`: :func:`load_exported` runs such an export with jax, numpy and
+  flatbuffers alone (no model code); the inputs are those of the tracker's device call.
+* :mod:`grm_jax.export.onnx`: the same step as an ONNX graph (jax2onnx);
+  :mod:`grm_jax.export.onnx_loader` (:func:`load_onnx`) runs it with onnxruntime and numpy alone.
 """
 from grm_jax.export.build import StepSpec, export_step, load_step_spec
 from grm_jax.export.loader import ExportedStep, load_exported

@@ -6,24 +6,24 @@ with the weights as initializers: inputs ``template`` (B,T,T,3) uint8, ``search`
 ``decisions`` (B,L,Nx) bool, ``score_map`` (B,Hs,Ws,1) float32 (see :mod:`grm_jax.export.loader`).
 
 jax2onnx 0.17 pins orbax-checkpoint < 0.11.37, older than grm-jax's working environment: install
-the extra into its own virtual environment (README, "Deploying").
+the extra into its own virtual environment (README, "Deploying"). Running an export needs only
+onnxruntime and numpy: :mod:`grm_jax.export.onnx_loader` (``load_onnx``) imports nothing else.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
 
-import numpy as np
 
 from grm_jax.errors import ConfigError
 from grm_jax.export.build import INPUT_NAMES, OUTPUT_NAMES, StepSpec, metadata, step_avals, step_fn
-from grm_jax.export.loader import META_FILE, read_metadata
+from grm_jax.export.loader import META_FILE
+from grm_jax.export.onnx_loader import ONNX_FILE, OnnxStep, load_onnx
 from grm_jax.io_utils import AtomicFiles
 
 __all__ = ["ONNX_FILE", "OnnxStep", "export_onnx", "load_onnx"]
-
-ONNX_FILE = "step.onnx"
 
 
 def _require(module: str):
@@ -58,35 +58,9 @@ def export_onnx(spec: StepSpec, out_dir, opset: int = 23) -> Path:
     finally:
         ir_log.setLevel(level)
     out_dir = Path(out_dir)
-    meta = metadata(spec, "onnx", out_avals, opset=opset)
+    graph = model.SerializeToString()
+    meta = metadata(spec, "onnx", out_avals, opset=opset, sha256={ONNX_FILE: hashlib.sha256(graph).hexdigest()})
     with AtomicFiles() as out:
-        out.write_bytes(out_dir / ONNX_FILE, model.SerializeToString())
+        out.write_bytes(out_dir / ONNX_FILE, graph)
         out.write_text(out_dir / META_FILE, json.dumps(meta, indent=1) + "\n")
     return out_dir
-
-
-class OnnxStep:
-    """An onnxruntime session of an ONNX export: ``step(template_u8, search_u8, resize_factor,
-    threshold=0.0)`` -> (box_px, decisions, score_map) as numpy arrays; ``metadata`` is export.json."""
-
-    def __init__(self, session, metadata: dict):
-        self.session = session
-        self.metadata = metadata
-
-    def __call__(self, template_u8, search_u8, resize_factor, threshold=0.0):
-        feeds = dict(zip(INPUT_NAMES, (np.asarray(template_u8, np.uint8), np.asarray(search_u8, np.uint8),
-                                       np.asarray(resize_factor, np.float32).reshape(-1),
-                                       np.asarray(threshold, np.float32))))
-        return tuple(self.session.run(list(OUTPUT_NAMES), feeds))
-
-
-def load_onnx(path, providers=("CPUExecutionProvider",)) -> OnnxStep:
-    """The export directory ``path`` written with ``--format onnx`` -> :class:`OnnxStep`."""
-    ort = _require("onnxruntime")
-    meta = read_metadata(path, "onnx")
-    onnx_path = Path(path) / ONNX_FILE
-    if not onnx_path.is_file():
-        raise FileNotFoundError(f"{onnx_path}: missing from the export")
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors only (not the notes on unused initializers)
-    return OnnxStep(ort.InferenceSession(str(onnx_path), options, providers=list(providers)), meta)

@@ -86,10 +86,28 @@ def list_frame_files(folder) -> list[str]:
 
 
 def _open_capture(path: str) -> cv2.VideoCapture:
-    cap = cv2.VideoCapture(path)
+    """An opened capture of the video file ``path``; DataError naming it when its name is not
+    UTF-8 (OpenCV crashes on such a path), when it is not a video OpenCV can read (or holds no
+    frame), or when its frames are larger than the image pixel limit."""
+    from grm_jax.image_check import max_image_pixels  # noqa: PLC0415
+    from grm_jax.track.video import quiet_stderr  # noqa: PLC0415
+
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DataError(f"video file name is not UTF-8: {ascii(path)}", hint="rename the file") from None
+    with quiet_stderr():  # ffmpeg's own message ('moov atom not found') names no file
+        cap = cv2.VideoCapture(path)
     if not cap.isOpened():
         cap.release()
-        raise DataError(f"cannot open video file: {path}")
+        raise DataError(f"cannot open video file (not a video that OpenCV / ffmpeg can read, or it holds no "
+                        f"frame): {path}")
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    if w * h > max_image_pixels():
+        cap.release()
+        raise DataError(f"{path}: video frames of {w}x{h} pixels are larger than the limit of "
+                        f"{max_image_pixels():,} pixels",
+                        hint="resize the video, or raise the limit with the environment variable GRM_MAX_IMAGE_PIXELS")
     return cap
 
 

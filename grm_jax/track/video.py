@@ -51,7 +51,7 @@ _FFMPEG_OPTIONS = ["-preset", "veryfast", "-crf", "20", "-movflags", "+faststart
 
 
 @contextlib.contextmanager
-def _quiet_stderr():
+def quiet_stderr():
     """Silences file descriptor 2 (ffmpeg's own messages while a codec is probed)."""
     sys.stderr.flush()
     saved = os.dup(2)
@@ -111,7 +111,7 @@ def codec_works(codec: str) -> bool:
     with tempfile.TemporaryDirectory(prefix="grm_codec_") as tmp:
         path = Path(tmp) / "probe.mp4"
         try:
-            with _quiet_stderr():
+            with quiet_stderr():
                 backend = _open_backend(path, codec, 10.0, (64, 64))
                 for _ in range(2):
                     backend.write(frame)

@@ -13,8 +13,11 @@ processes a step is used only when it restores on every one of them.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import pathlib
+import shutil
 from typing import Callable
 
 import jax
@@ -22,10 +25,11 @@ import orbax.checkpoint as ocp
 
 from grm_jax import checkpoint as ckpt_lib
 from grm_jax.errors import CheckpointError
+from grm_jax.io_utils import disk_full_error, is_disk_full
 from grm_jax.train.progress import everywhere
 from grm_jax.train.state import TrainState
 
-__all__ = ["open_manager", "save_state", "restore_latest"]
+__all__ = ["disk_full_reported", "open_manager", "save_state", "restore_latest"]
 
 _ONE_LINE = 240  # characters of a library error kept in a message
 
@@ -124,3 +128,34 @@ def restore_latest(manager: ocp.CheckpointManager, workdir: str | os.PathLike, t
                               f"(steps {', '.join(map(str, steps))}; reasons above)",
                               hint=f"move {ckpt_lib.checkpoints_dir(workdir)} away to start this run over")
     return None
+
+
+class _DropDiskFullLogs(logging.Filter):
+    """Drops the ERROR records (with tracebacks) that orbax's save threads log for a full disk:
+    the same failure is re-raised in the main thread and reported in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage() + str(record.exc_info[1] if record.exc_info else "")
+        return not ("No space left on device" in text or "Disk quota exceeded" in text)
+
+
+@contextlib.contextmanager
+def disk_full_reported(workdir: str | os.PathLike):
+    """Turns a full disk during a checkpoint (or log) write into one WorkdirError naming the
+    checkpoints folder, after removing the unfinished ``*.orbax-checkpoint-tmp*`` step folders
+    (the complete steps stay and a rerun resumes from the newest)."""
+    folder = ckpt_lib.checkpoints_dir(workdir)
+    quiet = _DropDiskFullLogs()
+    logging.getLogger("absl").addFilter(quiet)
+    try:
+        yield
+    except Exception as err:
+        if not is_disk_full(err):
+            raise
+        unfinished = sorted(p for p in folder.glob("*.orbax-checkpoint-tmp*")) if folder.is_dir() else []
+        for path in unfinished:
+            shutil.rmtree(path, ignore_errors=True)
+        what = f"checkpoint {', '.join(p.name.split('.')[0] for p in unfinished)}" if unfinished else "a checkpoint"
+        raise disk_full_error(folder, what) from err
+    finally:
+        logging.getLogger("absl").removeFilter(quiet)
