@@ -154,13 +154,14 @@ def train_pairs_per_s(model, dtype, batch: int, steps: int) -> tuple[float, floa
     """(pairs/s, compile s) of the real train step on a random batch over the local devices (as many as
     divide the batch)."""
     from data_pipelines.processing import generate_heatmap  # noqa: PLC0415
+    from grm_jax.run_config import TrainConfig  # noqa: PLC0415
     from grm_jax.train import optimizer as opt_lib, state as state_lib, step as step_lib  # noqa: PLC0415
 
     cfg = model.config.replace(attention="masked")
     model = GRM(cfg, dtype=dtype)
-    tx, lr_fn = opt_lib.make_optimizer(opt_lib.OptimizerSpec(steps_per_epoch=1000))
+    tx, lr_fn = opt_lib.make_optimizer(TrainConfig(), steps_per_epoch=1000)
     devices = jax.local_devices()
-    mesh = state_lib.make_mesh(devices[:max(k for k in range(1, len(devices) + 1) if batch % k == 0)])
+    mesh = batch_mesh(devices[:max(k for k in range(1, len(devices) + 1) if batch % k == 0)])
     shardings = state_lib.state_shardings(state_lib.abstract_state(model, tx), mesh, False)
     state = state_lib.create_state(model, tx, jax.random.PRNGKey(0), mesh, False)
     fn = step_lib.make_train_step(model, tx, lr_fn, mesh=mesh, state_sharding=shardings,

@@ -3,7 +3,8 @@
     python -m convert_weights grm GRM_ep0100.pth.tar out/grm_got [--num-heads 12]
     python -m convert_weights mae mae_pretrain_vit_base.pth out/mae_init --config configs/grm_got.py
 
-Both write `<DST>/model_config.json`, `<DST>/variables/` (orbax) and `<DST>/weights.sha256`,
+Both write `<DST>/model_config.json`, `<DST>/track_config.json` (the crop factors the model is
+tracked with), `<DST>/variables/` (orbax) and `<DST>/weights.sha256`,
 loadable with `grm_jax.load_model(DST)`. Inputs: torch zip files, legacy (pre-1.6) torch files
 and `.npz` state dicts, all read without torch and without executing anything from the file.
 """
@@ -15,6 +16,7 @@ import sys
 EPILOG = """\
 subcommands, one example each:
   grm   python -m convert_weights grm GRM_ep0100.pth.tar models/grm_got
+        python -m convert_weights grm GRM-L320_ep0300.pth.tar models/grm_l320 --config grm_l320
   mae   python -m convert_weights mae mae_pretrain_vit_base.pth models/mae_init --config configs/grm_got.py
 
 most used flags, one example each:
@@ -29,10 +31,10 @@ lists every option of a subcommand.
 """
 
 
-def _model_config_from_run_config(path: str, overrides: list[str]):
+def _run_config(path: str, overrides: list[str]):
     from grm_jax.configuration import load_run_config  # noqa: PLC0415
 
-    return load_run_config(path, overrides).model
+    return load_run_config(path, overrides)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("dst", help="model directory to write")
     g.add_argument("--num-heads", type=int, default=None,
                    help="attention heads (default by dim: 768->12, 1024->16, 384->6, 192->3)")
+    g.add_argument("--config", help="run config whose 'track' section (crop factors, clip margin) is recorded "
+                   "with the model (default: the bundled config of the same architecture, e.g. grm_l320)")
     m = sub.add_parser("mae", parents=[common], help="MAE encoder ({'model': state_dict}) -> initial training weights")
     m.add_argument("src", help="mae_pretrain_vit_base.pth (or a .npz state dict)")
     m.add_argument("dst", help="model directory to write")
@@ -58,8 +62,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _grm_track(args, config):
+    """(track section to record with a converted GRM, where it came from)."""
+    from grm_jax.configuration import bundled_config_for, load_run_config  # noqa: PLC0415
+    from grm_jax.run_config import TrackConfig  # noqa: PLC0415
+
+    name = args.config or bundled_config_for(config)
+    if name is None:
+        return TrackConfig(), "the built-in defaults (no bundled config has this architecture; pass --config)"
+    return load_run_config(name).track, f"--config {name}" if args.config else f"{name} (same architecture)"
+
+
 def _convert(args):
-    """Runs the conversion; returns the written directory and the model config."""
+    """Runs the conversion; returns the written directory, the model config and a line saying
+    which track settings were recorded."""
     from convert_weights.grm import convert_grm_checkpoint  # noqa: PLC0415  (keeps --help fast)
     from convert_weights.mae import convert_mae_checkpoint  # noqa: PLC0415
     from grm_jax.checkpoint import save_model  # noqa: PLC0415
@@ -69,10 +85,14 @@ def _convert(args):
         if args.num_heads is not None and args.num_heads < 1:
             raise ConfigError(f"--num-heads must be a positive integer, got {args.num_heads}")
         config, variables = convert_grm_checkpoint(args.src, num_heads=args.num_heads)
+        track, origin = _grm_track(args, config)
     else:
-        config = _model_config_from_run_config(args.config, args.set)
+        run = _run_config(args.config, args.set)
+        config, track, origin = run.model, run.track, f"--config {args.config}"
         variables = convert_mae_checkpoint(args.src, config, seed=args.seed)
-    return save_model(args.dst, config, variables), config
+    note = (f"track settings from {origin}: template factor {track.template_factor:g}, "
+            f"search factor {track.search_factor:g}, clip margin {track.clip_margin}")
+    return save_model(args.dst, config, variables, track), config, note
 
 
 def main(argv=None) -> int:
@@ -81,11 +101,11 @@ def main(argv=None) -> int:
     from grm_jax.errors import USER_ERRORS, report_user_error  # noqa: PLC0415
 
     try:
-        out, config = _convert(args)
+        out, config, note = _convert(args)
     except USER_ERRORS as err:
         return report_user_error(err, args.verbose)
     print(f"wrote {out} ({config.embed_dim}-d, depth {config.depth}, {config.num_heads} heads, "
-          f"template {config.template_size}, search {config.search_size})")
+          f"template {config.template_size}, search {config.search_size}); {note}")
     return 0
 
 

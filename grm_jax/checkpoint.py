@@ -1,13 +1,18 @@
 """Model directories on disk: the only module that knows their layout.
 
 A model directory (written by the converters and at the end of training):
-    <dir>/model_config.json     ModelConfig as JSON
+    <dir>/model_config.json     ModelConfig as JSON (every field checked for type and range on load)
+    <dir>/track_config.json     the track settings the model was made with (grm_jax.track_settings.ModelTrack)
     <dir>/variables/            orbax checkpoint of {'params', 'batch_stats'}
-    <dir>/weights.sha256        sha256 of every file under variables/ (``sha256sum -c`` format)
-``load_model`` verifies the weight files of a model directory against ``weights.sha256`` before
-restoring, and refuses a directory without one, a changed or missing file, or an unlisted file.
+    <dir>/weights.sha256        sha256 of the two JSON files and of every file under variables/
+                                (``sha256sum -c`` format)
+``load_model`` verifies a model directory against ``weights.sha256`` before reading anything
+else, and refuses a directory without one, a changed or missing file, or an unlisted file.
+Only regular files inside ``variables/`` are ever opened: a symlink, FIFO or device there is refused.
+``save_model`` writes a new directory beside the target and swaps it in atomically.
 A training work directory (written by ``grm_jax.train``):
     <workdir>/model_config.json         ModelConfig as JSON (a workdir is also a model directory)
+    <workdir>/track_config.json         the run's track settings (crop factors, clip margin)
     <workdir>/config.json               the run config (RunConfig.to_dict())
     <workdir>/train.lock                host and pid of the run training into it
     <workdir>/tensorboard/              TensorBoard event files
@@ -32,16 +37,18 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from grm_jax.errors import CheckpointError
+from grm_jax.errors import CheckpointError, ConfigError
 from grm_jax.io_utils import atomic_write_bytes, replaced_directory
 from grm_jax.model.config import ModelConfig
 from grm_jax.model.grm import GRM, abstract_variables
+from grm_jax.track_settings import ModelTrack
 from grm_jax.workdir_lock import TRAIN_LOCK
 
 CONFIG_FILE = "model_config.json"
+TRACK_FILE = "track_config.json"
 VARIABLES_DIR = "variables"
 MANIFEST_FILE = "weights.sha256"
-MODEL_DIR_ENTRIES = frozenset({CONFIG_FILE, VARIABLES_DIR, MANIFEST_FILE})
+MODEL_DIR_ENTRIES = frozenset({CONFIG_FILE, TRACK_FILE, VARIABLES_DIR, MANIFEST_FILE})
 MAX_MANIFEST_BYTES = 16 << 20  # ~170,000 lines; an orbax model directory has a few dozen files
 # Training work directory (see module doc): every file, folder and orbax item name.
 CHECKPOINTS_DIR = "checkpoints"
@@ -73,22 +80,57 @@ def checkpoint_steps(workdir: str | os.PathLike) -> list[int]:
     return sorted(int(p.name) for p in root.iterdir() if p.name.isdigit() and p.is_dir())
 
 
-def write_model_config(directory: str | os.PathLike, config: ModelConfig) -> None:
-    atomic_write_bytes(pathlib.Path(directory) / CONFIG_FILE, config.to_json().encode())
+def write_model_config(directory: str | os.PathLike, config: ModelConfig, track=None) -> None:
+    """Writes ``model_config.json`` and ``track_config.json`` (``track``: a TrackConfig or ModelTrack;
+    None = the built-in track defaults)."""
+    directory = pathlib.Path(directory)
+    atomic_write_bytes(directory / CONFIG_FILE, config.to_json().encode())
+    if not isinstance(track, ModelTrack):
+        track = ModelTrack() if track is None else ModelTrack.of(track)
+    atomic_write_bytes(directory / TRACK_FILE, (json.dumps(track.to_dict(), indent=2, sort_keys=True) + "\n").encode())
+
+
+def _read_json(path: pathlib.Path, limit: int = 1 << 20):
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing; not a grm-jax model or training directory")
+    if path.stat().st_size > limit:
+        raise CheckpointError(f"{path}: {path.stat().st_size} bytes, larger than any config ({limit})")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise CheckpointError(f"{path}: not valid JSON ({err})") from None
 
 
 def read_model_config(directory: str | os.PathLike) -> ModelConfig:
+    """The ModelConfig of a model directory or workdir; CheckpointError naming the file and the
+    first bad key (type and range of every field are checked before anything is allocated)."""
     path = pathlib.Path(directory) / CONFIG_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing; not a grm-jax model or training directory")
     try:
-        return ModelConfig.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError, ValueError) as err:
-        raise ValueError(f"{path}: invalid model config ({err})") from err
+        return ModelConfig.from_dict(_read_json(path), complete=True)
+    except ConfigError as err:
+        raise CheckpointError(f"{path}: {err}") from None
 
 
-def save_model(directory: str | os.PathLike, config: ModelConfig, variables: dict) -> pathlib.Path:
-    """Writes a model directory (config, orbax weights, then their sha256 manifest).
+def read_model_track(path: str | os.PathLike) -> ModelTrack | None:
+    """The track settings recorded with the model at ``path`` (a model directory or training
+    workdir); None when it records none (written before grm-jax 0.3, or not a model directory)."""
+    try:
+        config_dir, _ = resolve_variables_dir(path)
+    except FileNotFoundError:
+        return None
+    file = config_dir / TRACK_FILE
+    if not file.exists():
+        return None
+    try:
+        return ModelTrack.from_dict(_read_json(file))
+    except ConfigError as err:
+        raise CheckpointError(f"{file}: {err}") from None
+
+
+def save_model(directory: str | os.PathLike, config: ModelConfig, variables: dict, track=None) -> pathlib.Path:
+    """Writes a model directory (configs, orbax weights, then their sha256 manifest). track: the
+    track settings the model is meant for (a run config's TrackConfig or a ModelTrack; None = the
+    built-in defaults, the ViT-B 256 recipe).
 
     Everything is written into a new folder beside ``directory`` that is then swapped in
     atomically (``grm_jax.io_utils.replaced_directory``): an existing model directory is replaced
@@ -98,7 +140,7 @@ def save_model(directory: str | os.PathLike, config: ModelConfig, variables: dic
     directory = pathlib.Path(directory).absolute()
     variables = {k: jax.tree_util.tree_map(np.asarray, dict(variables[k])) for k in ("params", "batch_stats")}
     with replaced_directory(directory, allowed=MODEL_DIR_ENTRIES) as new:
-        write_model_config(new, config)
+        write_model_config(new, config, track)
         with ocp.StandardCheckpointer() as ckptr:
             ckptr.save(new / VARIABLES_DIR, variables, force=True)
         _write_manifest(new)
@@ -172,8 +214,24 @@ def _manifest_name_ok(name: str) -> bool:
             and all(p not in ("", ".", "..") for p in parts))
 
 
+def _covered_files(directory: pathlib.Path) -> list[str]:
+    """What the manifest covers: the two JSON configs (those present, regular files only) and
+    every weight file."""
+    configs = []
+    for name in (CONFIG_FILE, TRACK_FILE):
+        try:
+            mode = os.lstat(directory / name).st_mode
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(mode):
+            raise CheckpointError(f"{directory}: {name} is {_file_kind(mode)}; a model directory holds only "
+                                  "folders and regular files", hint="copy the model directory without links")
+        configs.append(name)
+    return configs + _weight_files(directory)
+
+
 def _write_manifest(directory: pathlib.Path) -> None:
-    lines = [f"{_sha256(directory / name)}  {name}\n" for name in _weight_files(directory)]
+    lines = [f"{_sha256(directory / name)}  {name}\n" for name in _covered_files(directory)]
     atomic_write_bytes(directory / MANIFEST_FILE, "".join(lines).encode())
 
 
@@ -190,24 +248,29 @@ def _read_manifest(directory: pathlib.Path) -> dict[str, str]:
         raise CheckpointError(f"{path}: larger than {MAX_MANIFEST_BYTES} bytes; not a weights manifest")
     for number, line in enumerate(text.splitlines(), 1):
         digest, sep, name = line.partition("  ")
-        if sep and len(digest) == 64 and not _manifest_name_ok(name):
+        if sep and len(digest) == 64 and not (name in (CONFIG_FILE, TRACK_FILE) or _manifest_name_ok(name)):
             raise CheckpointError(f"{path}: line {number} names {name[:100]!r}, which is not a file under "
                                   f"{VARIABLES_DIR}/ (a '..', absolute or empty path component)")
         if not sep or len(digest) != 64 or name in entries:
             raise CheckpointError(f"{path}: line {number} is not '<sha256>  {VARIABLES_DIR}/<file>'")
         entries[name] = digest.lower()
+    if CONFIG_FILE not in entries:
+        raise CheckpointError(f"{path}: does not cover {CONFIG_FILE} (written by grm-jax < 0.3)",
+                              hint="re-convert the weights (python -m convert_weights) or re-save the model "
+                                   "with grm_jax.save_model")
     return entries
 
 
 def verify_weights(directory: str | os.PathLike) -> None:
-    """Checks every file under ``<directory>/variables`` against ``<directory>/weights.sha256``.
+    """Checks model_config.json, track_config.json and every file under ``<directory>/variables``
+    against ``<directory>/weights.sha256``.
 
-    Raises CheckpointError naming the directory and the first weight file that is missing,
+    Raises CheckpointError naming the directory and the first file that is missing,
     changed (e.g. one flipped bit) or not listed; or saying that the manifest is missing.
     """
     directory = pathlib.Path(directory).absolute()
+    present = set(_covered_files(directory))  # links, FIFOs, an empty variables/ refused first
     expected = _read_manifest(directory)
-    present = set(_weight_files(directory))
     for name in sorted(present - set(expected)):
         raise CheckpointError(f"{directory}: {name} is not listed in {MANIFEST_FILE} (modified model directory)",
                               hint="re-convert the weights or re-save the model")
@@ -243,8 +306,12 @@ def resolve_variables_dir(path: str | os.PathLike) -> tuple[pathlib.Path, pathli
 def load_variables(path: str | os.PathLike, config: ModelConfig) -> dict:
     """Restores {'params', 'batch_stats'} shaped for `config` from a model dir or workdir."""
     config_dir, variables_dir = resolve_variables_dir(path)
-    if variables_dir == config_dir / VARIABLES_DIR:  # a model directory, not a training workdir
+    if _is_model_dir(config_dir, variables_dir):
         verify_weights(config_dir)
+    return _restore(variables_dir, config)
+
+
+def _restore(variables_dir: pathlib.Path, config: ModelConfig) -> dict:
     # Restore onto one local device, whatever topology wrote it (e.g. a 2-host training run).
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     target = abstract_variables(GRM(config))
@@ -277,7 +344,14 @@ def load_model(path: str | os.PathLike, dtype=None) -> tuple[GRM, dict]:
     `model.apply(variables, template, search, threshold=0.0)`; see `grm_jax.model.GRM`.
     dtype: compute dtype (e.g. jnp.bfloat16); parameters stay float32.
     """
-    config_dir, _ = resolve_variables_dir(path)
+    config_dir, variables_dir = resolve_variables_dir(path)
+    if _is_model_dir(config_dir, variables_dir):
+        verify_weights(config_dir)  # before model_config.json is trusted (one flipped bit moves boxes)
     config = read_model_config(config_dir)
     model = GRM(config) if dtype is None else GRM(config, dtype=dtype)
-    return model, load_variables(path, config)
+    return model, _restore(variables_dir, config)
+
+
+def _is_model_dir(config_dir: pathlib.Path, variables_dir: pathlib.Path) -> bool:
+    """A model directory (checksummed), not a training workdir (restored without a manifest)."""
+    return variables_dir == config_dir / VARIABLES_DIR

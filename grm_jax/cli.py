@@ -31,6 +31,8 @@ modes:
   evaluate   run a model on a benchmark; resumable per sequence; writes results, metrics, plots
   track      track one video (file or folder of frames) from an initial box
   score      score result folders of any trackers (several = one comparison plot and table)
+  datasets   show each dataset root folder and where it was set (command line, config file,
+             ~/.config/grm_jax/datasets.json, GRM_DATA_ROOT)
 """
 
 EPILOG = """\
@@ -42,7 +44,8 @@ most used options, one example each:
                     --init_box=100,80,40,60 --workdir=out/demo
   --config.*    grm-jax --config grm_got --config.data.roots.got10k=/data/GOT10k --config.train.batch_size=64
 
-bundled configs: grm_got, grm, grm_l320, grm_tiny_cpu (their docstrings hold their commands).
+bundled configs: grm_got, grm, grm_l320, grm_tiny_cpu, grm_sample_cpu, grm_sample_accelerator (their
+docstrings hold their commands).
 Any config value can be overridden with --config.SECTION.KEY=VALUE (lists as a,b,c); unknown keys are
 refused with the closest valid key. Documentation: README.md.
 """
@@ -54,11 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="run config: a bundled name (grm_got, grm, grm_l320, "
                    "grm_tiny_cpu) or a path to a file with get_config()")
-    p.add_argument("--mode", default="train", choices=("train", "evaluate", "track", "score"))
+    p.add_argument("--mode", default="train", choices=("train", "evaluate", "track", "score", "datasets"))
     p.add_argument("--workdir", help="output folder (train default: runs/<config name>)")
     p.add_argument("--checkpoint", help="evaluate/track: model directory (converted weights or a training workdir)")
     p.add_argument("--dataset", help="evaluate/score: benchmark name, e.g. lasot, got10k_test, folder:/path")
-    p.add_argument("--threshold", type=float, help="division threshold (default: the benchmark's official value)")
+    p.add_argument("--threshold", type=float, help="division threshold, same as --config.track.threshold (default: "
+                   "the model's own for the benchmark, else the benchmark's official value)")
     p.add_argument("--sequences", type=_comma_list, help="evaluate / score: only these sequence names (a,b,c)")
     p.add_argument("--overwrite", action="store_true",
                    help="evaluate: discard results in --workdir made with other settings")
@@ -126,6 +130,8 @@ def run(args: argparse.Namespace, overrides: list[str]):
     if args.on_bad_frame is not None:
         overrides = [*overrides, f"eval.on_bad_frame={args.on_bad_frame!r}"]
     run_config = load_run_config(args.config, overrides)
+    if args.mode == "datasets":
+        return print_roots(run_config)
     if args.mode == "train":
         from grm_jax.train.loop import run_train  # noqa: PLC0415
 
@@ -135,17 +141,27 @@ def run(args: argparse.Namespace, overrides: list[str]):
     if args.mode == "evaluate":
         return runner.run_evaluate(run_config, checkpoint=_required(args, "checkpoint"),
                                    dataset=_required(args, "dataset"), workdir=_required(args, "workdir"),
-                                   threshold=args.threshold, sequences=args.sequences,
+                                   sequences=args.sequences,
                                    tracker_name=args.tracker_name, overwrite=args.overwrite,
                                    attributes_dir=args.attributes_dir)
     if args.mode == "track":
         return runner.run_track(run_config, checkpoint=_required(args, "checkpoint"), video=_required(args, "video"),
                                 init_box=_required(args, "init_box"), workdir=_required(args, "workdir"),
-                                threshold=args.threshold, show_division=args.show_division,
+                                show_division=args.show_division,
                                 overlay_layers=args.overlay_layers)
     return runner.run_score(run_config, dataset=_required(args, "dataset"), results=_required(args, "results"),
                             workdir=_required(args, "workdir"), tracker_name=args.tracker_name,
                             attributes_dir=args.attributes_dir, sequences=args.sequences)
+
+
+def print_roots(run_config) -> dict:
+    """``--mode=datasets``: every dataset root, where it came from and whether it exists."""
+    from grm_jax.datasets.roots import describe_roots, local_file  # noqa: PLC0415
+
+    print(f"dataset roots of {run_config.name} (command line > run config file > {local_file()} > "
+          f"$GRM_DATA_ROOT/<root>):")
+    print("\n".join(describe_roots(run_config.data.roots, run_config.root_sources)))
+    return dict(run_config.data.roots)
 
 
 def _required(args: argparse.Namespace, name: str):

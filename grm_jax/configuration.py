@@ -20,9 +20,9 @@ from typing import Iterable
 from grm_jax.errors import ConfigError
 from grm_jax.run_config import RunConfig
 
-__all__ = ["BUNDLED_CONFIGS", "bundled_config_path", "load_config_tree", "load_run_config", "resolve_config_path"]
+__all__ = ["BUNDLED_CONFIGS", "bundled_config_for", "bundled_config_path", "load_config_tree", "load_run_config", "resolve_config_path"]
 
-BUNDLED_CONFIGS = ("grm_got", "grm", "grm_l320", "grm_tiny_cpu")
+BUNDLED_CONFIGS = ("grm_got", "grm", "grm_l320", "grm_tiny_cpu", "grm_sample_cpu", "grm_sample_accelerator")
 
 
 def bundled_config_path(name: str) -> pathlib.Path:
@@ -65,9 +65,29 @@ def load_config_tree(spec: str, overrides: Iterable[str] = ()) -> tuple[dict, st
 
 
 def load_run_config(spec: str, overrides: Iterable[str] = ()) -> RunConfig:
-    """The typed run config of ``spec`` with ``overrides`` applied (see module doc)."""
+    """The typed run config of ``spec`` with ``overrides`` applied (see module doc). The keys the
+    overrides set are recorded in ``RunConfig.overridden`` (they win over a model's own settings)."""
+    overrides = list(overrides)
     tree, name = load_config_tree(spec, overrides)
-    return RunConfig.from_configdict(tree, name=name)
+    keys = {str(o).partition("=")[0].strip().removeprefix("--").removeprefix("config.") for o in overrides}
+    sources = _fill_local_roots(tree, keys)
+    return RunConfig.from_configdict(tree, name=name, overridden=keys, root_sources=sources)
+
+
+def _fill_local_roots(tree: dict, keys: set[str]) -> dict[str, str]:
+    """Fills the dataset roots the config leaves unset from the machine-local settings
+    (grm_jax.datasets.roots: datasets.json, GRM_DATA_ROOT); returns where each set root came from."""
+    from grm_jax.datasets.roots import COMMAND_LINE, CONFIG_FILE, local_roots  # noqa: PLC0415
+
+    data = tree.get("data")
+    roots = data.get("roots") if isinstance(data, dict) else None
+    if not isinstance(roots, dict):
+        return {}  # a malformed config: RunConfig.from_configdict names the key
+    sources = {k: COMMAND_LINE if f"data.roots.{k}" in keys else CONFIG_FILE for k, v in roots.items() if v is not None}
+    for key, (folder, origin) in local_roots().items():
+        if roots.get(key) is None:
+            roots[key], sources[key] = folder, origin
+    return sources
 
 
 def set_by_path(tree: dict, key: str, raw: str) -> None:
@@ -89,3 +109,17 @@ def set_by_path(tree: dict, key: str, raw: str) -> None:
     except (ValueError, SyntaxError):
         value = raw.strip()
     node[parts[-1]] = value
+
+
+ARCHITECTURE_FIELDS = ("embed_dim", "depth", "patch_size", "template_size", "search_size")
+
+
+def bundled_config_for(model) -> str | None:
+    """The first bundled config whose network has ``model``'s shapes (ARCHITECTURE_FIELDS), e.g.
+    'grm_l320' for a ViT-L/16 with search 320; None when none matches. A converter records that
+    config's track section (crop factors) with the weights."""
+    for name in BUNDLED_CONFIGS:
+        candidate = load_run_config(name).model
+        if all(getattr(candidate, f) == getattr(model, f) for f in ARCHITECTURE_FIELDS):
+            return name
+    return None

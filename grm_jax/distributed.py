@@ -61,7 +61,8 @@ def round_up(n: int, multiple: int) -> int:
 
 
 def batch_mesh(devices: Sequence | None = None):
-    """1-D ``Mesh`` over ``devices`` (default: this process's local devices) with axis ``batch``."""
+    """THE mesh helper (tracking and training): 1-D ``Mesh`` over ``devices`` (default: this
+    process's local devices; training passes ``jax.devices()``, all processes) with axis ``batch``."""
     import jax  # noqa: PLC0415
     from jax.sharding import Mesh  # noqa: PLC0415
 

@@ -31,9 +31,9 @@ from typing import Any, Mapping
 
 from grm_jax.datasets.registry import ROOT_KEYS, TRAIN, resolve
 from grm_jax.errors import ConfigError
-from grm_jax.model.config import ModelConfig
+from grm_jax.model.config import ATTENTION_IMPLS, ModelConfig
 
-__all__ = ["CropSpec", "DataConfig", "EvalConfig", "InitConfig", "Jitter", "RunConfig", "TrackConfig",
+__all__ = ["check_threshold", "CropSpec", "DataConfig", "EvalConfig", "InitConfig", "Jitter", "RunConfig", "TrackConfig",
            "TrainConfig", "default_configdict", "parse_layer_ranges"]
 
 PRECISIONS = ("highest", "high", "default")
@@ -172,6 +172,12 @@ class RunConfig:
     track: TrackConfig = TrackConfig()
     eval: EvalConfig = EvalConfig()
     name: str = "run"
+    # Dotted keys set on the command line (``track.search_factor``...): they win over a saved
+    # model's own track settings (grm_jax.track_settings.PRECEDENCE). Not part of to_dict().
+    overridden: frozenset = frozenset()
+    # root key -> where its folder came from (command line, run config file, datasets.json,
+    # GRM_DATA_ROOT; grm_jax.datasets.roots). Not part of to_dict().
+    root_sources: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         _validate(self)
@@ -190,7 +196,7 @@ class RunConfig:
         return dataclasses.replace(self, **sections)
 
     @classmethod
-    def from_configdict(cls, config, name: str = "run") -> "RunConfig":
+    def from_configdict(cls, config, name: str = "run", overridden=(), root_sources=None) -> "RunConfig":
         """Builds and validates the typed config from a ConfigDict (or nested dict).
 
         Raises ConfigError naming the first unknown key (with the closest valid keys) or the
@@ -200,13 +206,23 @@ class RunConfig:
         if unknown:
             raise _unknown_key(unknown[0], list(_SECTIONS))
         sections = {key: _build(section_cls, tree.get(key, {}), key) for key, section_cls in _SECTIONS.items()}
-        return cls(name=name, **sections)
+        return cls(name=name, overridden=frozenset(overridden), root_sources=dict(root_sources or {}), **sections)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (JSON-serialisable), the inverse of :meth:`from_configdict`."""
         out = {key: _plain(getattr(self, key)) for key in _SECTIONS}
         out["model"] = self.model.to_dict()
         return out
+
+
+def check_threshold(value, key: str = "track.threshold") -> float:
+    """The one validation of a division threshold: a number in [0, 1) (0 = argmax; a search token
+    joins E_A when P(E_S) < threshold, so 1 would put every token there). Returns it as float."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or not 0.0 <= value < 1.0:
+        raise ConfigError(f"{key}={value!r}: must be a number in [0, 1) (0 = argmax)",
+                          hint="leave it unset for the benchmark's official value")
+    return float(value)
 
 
 def default_configdict():
@@ -268,10 +284,8 @@ def _build(section_cls, values, prefix: str):
         kwargs[key] = _coerce(value, hints[key], f"{prefix}.{key}")
     try:
         return section_cls(**kwargs)
-    except ConfigError:
-        raise
-    except ValueError as err:
-        raise ConfigError(f"config.{prefix}: {err}") from None
+    except ValueError as err:  # ModelConfig's checks name the field: 'depth=0: expected ...'
+        raise ConfigError(f"config.{prefix}.{err}") from None
 
 
 def _coerce(value, hint, key: str):
@@ -369,8 +383,10 @@ def _validate(run: RunConfig) -> None:
     _require(k.matmul_precision in PRECISIONS, "track.matmul_precision", k.matmul_precision,
              f"expected one of {', '.join(PRECISIONS)}")
     _require(k.dtype in DTYPES, "track.dtype", k.dtype, f"expected one of {', '.join(DTYPES)}")
-    _require(k.threshold is None or 0.0 <= k.threshold <= 1.0, "track.threshold", k.threshold,
-             "must be in [0, 1] (0 = argmax) or None (the benchmark's official value)")
+    if k.threshold is not None:
+        check_threshold(k.threshold)
+    _require(k.attention is None or k.attention in ATTENTION_IMPLS, "track.attention", k.attention,
+             f"expected None (the fastest verified one) or one of {', '.join(ATTENTION_IMPLS)}")
     _require(e.batch_sequences >= 1, "eval.batch_sequences", e.batch_sequences, "must be >= 1")
     _require(e.result_format in RESULT_FORMATS, "eval.result_format", e.result_format,
              f"expected one of {', '.join(RESULT_FORMATS)}")

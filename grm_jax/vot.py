@@ -29,13 +29,13 @@ import threading
 import numpy as np
 
 from grm_jax.errors import USER_ERRORS, ConfigError, DataError, report_user_error
+from grm_jax.run_config import DTYPES
 
 __all__ = ["ENV_VARS", "build_tracker", "main", "parse_args", "region_to_box", "serve"]
 
 # flag -> environment variable that supplies it when the flag is absent
 ENV_VARS = {"model": "GRM_MODEL", "threshold": "GRM_THRESHOLD", "dtype": "GRM_DTYPE", "config": "GRM_CONFIG"}
 TRACKER_NAME = "grm-jax"
-DTYPES = ("float32", "bfloat16")
 
 
 def parse_args(argv=None, environ=None) -> argparse.Namespace:
@@ -74,20 +74,25 @@ def parse_args(argv=None, environ=None) -> argparse.Namespace:
 
 
 def build_tracker(args: argparse.Namespace):
-    """The Tracker for ``args`` (model, threshold, dtype, config), compiled by one warm-up frame."""
+    """The Tracker for ``args`` (model, threshold, dtype, config), compiled by one warm-up frame.
+    Settings follow grm_jax.track_settings.PRECEDENCE: a flag (or GRM_* variable) wins, then the
+    model's own track settings, then the --config file."""
     from grm_jax.checkpoint import load_model  # noqa: PLC0415
-    from grm_jax.run_config import TrackConfig  # noqa: PLC0415
+    from grm_jax.run_config import RunConfig  # noqa: PLC0415
     from grm_jax.track.tracker import Tracker  # noqa: PLC0415
+    from grm_jax.track_settings import resolve_for_checkpoint, with_override  # noqa: PLC0415
 
+    run = RunConfig()
     if args.config:
         from grm_jax.configuration import load_run_config  # noqa: PLC0415
-        track = load_run_config(args.config).track
-    else:
-        track = TrackConfig()
-    threshold = args.threshold if args.threshold is not None else (track.threshold or 0.0)
+        run = load_run_config(args.config)
+    if args.dtype:
+        run = with_override(run, "dtype", args.dtype)
+    settings = resolve_for_checkpoint(run, args.model, None, args.threshold,
+                                      say=lambda line: print(line, file=sys.stderr))
     model, variables = load_model(args.model)
-    tracker = Tracker(model, variables, track, threshold, dtype=args.dtype or track.dtype,
-                      attention=track.attention)
+    tracker = Tracker(model, variables, settings.track, settings.threshold, dtype=settings.dtype,
+                      attention=settings.attention)
     blank = np.zeros((64, 64, 3), np.uint8)
     tracker.initialize(blank, (16.0, 16.0, 32.0, 32.0))
     tracker.track(blank)

@@ -75,7 +75,7 @@ def test_sigkill_mid_conversion_keeps_the_old_model(sources, tmp_path):
     assert ok.returncode == 0, ok.stderr[-2000:]
     np.testing.assert_array_equal(_norm_scale(dst), old_scale + 1.0)
     assert _side_folders(dst) == []  # the killed run's folder is gone too
-    assert sorted(os.listdir(dst)) == ["model_config.json", "variables", "weights.sha256"]
+    assert sorted(os.listdir(dst)) == ["model_config.json", "track_config.json", "variables", "weights.sha256"]
 
 
 KILL_BEFORE_SWAP = """

@@ -2,13 +2,18 @@
 CPU steps of the real step function and optimizer the loss falls and the mean IoU rises clearly."""
 import jax
 import numpy as np
+import pytest
 
 from grm_jax.model.config import ModelConfig
 from grm_jax.model.grm import GRM
+from grm_jax.run_config import TrainConfig
 from grm_jax.train import optimizer as opt_lib
+from grm_jax.distributed import batch_mesh
 from grm_jax.train import state as state_lib
 from grm_jax.train import step as step_lib
 from train_utils import synthetic_batch
+
+pytestmark = [pytest.mark.slow]
 
 MICRO = ModelConfig(embed_dim=64, depth=3, num_heads=2, head_channels=32, template_size=32, search_size=64,
                     predictor_hidden=(32, 16), drop_path_rate=0.0, divide_layers=(1, 2))
@@ -18,9 +23,9 @@ STEPS, BATCH, WINDOW = 400, 16, 30
 def test_loss_falls_and_iou_rises():
     model = GRM(MICRO)
     # the real optimizer (3 groups, clip 0.1, AdamW); LR 1e-3 for every group (no MAE start, short run)
-    tx, lr_fn = opt_lib.make_optimizer(opt_lib.OptimizerSpec(lr=1e-3, backbone_lr_mult=1.0, divide_lr=1e-3,
-                                                             lr_drop_epoch=10, steps_per_epoch=STEPS))
-    mesh = state_lib.make_mesh(jax.devices()[:1])
+    tx, lr_fn = opt_lib.make_optimizer(TrainConfig(lr=1e-3, backbone_lr_mult=1.0, divide_lr=1e-3, lr_drop_epoch=10),
+                                       steps_per_epoch=STEPS)
+    mesh = batch_mesh(jax.devices()[:1])
     state = state_lib.create_state(model, tx, jax.random.PRNGKey(0), mesh)
     train_step = step_lib.make_train_step(model, tx, lr_fn, mesh=mesh)
     history = []

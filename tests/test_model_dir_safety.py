@@ -29,7 +29,8 @@ def _copy(good_dir, tmp_path, name="m"):
 def _relist(model, extra_lines=()):
     """Rewrites weights.sha256 for what variables/ now holds (an attacker who can write the
     directory can do this too), plus ``extra_lines``."""
-    lines = []
+    lines = [f"{hashlib.sha256((model / f).read_bytes()).hexdigest()}  {f}"
+             for f in ("model_config.json", "track_config.json") if (model / f).is_file()]
     for root, _, files in os.walk(model / "variables"):
         for f in files:
             p = os.path.join(root, f)

@@ -43,13 +43,18 @@ def _weight_files(directory):
     return sorted(p.relative_to(directory).as_posix() for p in root.rglob("*") if p.is_file())
 
 
+def _covered_files(directory):
+    """What the manifest covers: the two JSON configs and every weight file."""
+    return sorted(["model_config.json", "track_config.json", *_weight_files(directory)])
+
+
 def test_manifest_lists_every_weight_file_in_sha256sum_format(saved):
     lines = (saved / MANIFEST_FILE).read_text().splitlines()
     listed = {}
     for line in lines:
         digest, name = line.split("  ")
         listed[name] = digest
-    assert sorted(listed) == _weight_files(saved) and len(listed) >= 3
+    assert sorted(listed) == _covered_files(saved) and len(listed) >= 5
     for name, digest in listed.items():
         assert hashlib.sha256((saved / name).read_bytes()).hexdigest() == digest
 

@@ -5,6 +5,7 @@ import numpy as np
 import optax
 import pytest
 
+from grm_jax.run_config import TrainConfig
 from grm_jax.train import optimizer as opt_lib
 
 
@@ -27,8 +28,8 @@ def test_param_groups_by_path():
 
 
 def test_group_lrs_and_step_decay():
-    spec = opt_lib.OptimizerSpec(lr=4e-4, backbone_lr_mult=0.1, divide_lr=4e-4, lr_drop_epoch=3, steps_per_epoch=5)
-    _, lr_fn = opt_lib.make_optimizer(spec)
+    train = TrainConfig(lr=4e-4, backbone_lr_mult=0.1, divide_lr=4e-4, lr_drop_epoch=3)
+    _, lr_fn = opt_lib.make_optimizer(train, steps_per_epoch=5)
     for step, scale in ((0, 1.0), (14, 1.0), (15, 0.1), (29, 0.1), (30, 0.01)):
         lrs = {k: float(v) for k, v in lr_fn(step).items()}
         np.testing.assert_allclose(lrs["head"], 4e-4 * scale, rtol=1e-6)
@@ -43,8 +44,8 @@ def _adamw_first_step(g, p, lr, wd, eps=1e-8):
 
 def test_update_matches_torch_adamw_per_group_with_clipping():
     params = _params()
-    spec = opt_lib.OptimizerSpec(weight_decay=1e-4, grad_clip=0.1, lr_drop_epoch=10, steps_per_epoch=10)
-    tx, _ = opt_lib.make_optimizer(spec)
+    train = TrainConfig(weight_decay=1e-4, grad_clip=0.1, lr_drop_epoch=10)
+    tx, _ = opt_lib.make_optimizer(train, steps_per_epoch=10)
     rng = np.random.default_rng(0)
     grads = jax.tree_util.tree_map(lambda x: jnp.asarray(rng.normal(size=x.shape), jnp.float32), params)
     state = tx.init(params)
@@ -53,7 +54,7 @@ def test_update_matches_torch_adamw_per_group_with_clipping():
     norm = float(optax.tree.norm(grads))
     coef = min(1.0, 0.1 / (norm + 1e-6))
     assert coef < 1.0  # clipping is active in this example
-    lrs = spec.base_lrs()
+    lrs = opt_lib.base_lrs(train)
     labels = opt_lib.param_labels(params)
     for (path, p), g, n, lab in zip(jax.tree_util.tree_flatten_with_path(params)[0], jax.tree_util.tree_leaves(grads),
                                     jax.tree_util.tree_leaves(new), jax.tree_util.tree_leaves(labels)):
@@ -75,17 +76,15 @@ def test_clip_is_global_and_torch_formula():
 def test_clipping_happens_before_adamw():
     # With clipping first, Adam's first step is sign-like whatever the scale; weight decay uses the LR.
     params = {"box_head": {"w": jnp.array([1.0, -2.0])}}
-    tx, _ = opt_lib.make_optimizer(opt_lib.OptimizerSpec(lr=1e-2, weight_decay=0.5, grad_clip=1e-3))
+    tx, _ = opt_lib.make_optimizer(TrainConfig(lr=1e-2, weight_decay=0.5, grad_clip=1e-3))
     grads = {"box_head": {"w": jnp.array([100.0, -100.0])}}
     upd, _ = tx.update(grads, tx.init(params), params)
     new = np.asarray(optax.apply_updates(params, upd)["box_head"]["w"])
     np.testing.assert_allclose(new, [1.0 * (1 - 5e-3) - 1e-2, -2.0 * (1 - 5e-3) + 1e-2], rtol=1e-5)
 
 
-def test_spec_from_config():
+def test_groups_from_config():
     from grm_jax.configuration import load_run_config
 
     run = load_run_config("grm_got")
-    spec = opt_lib.optimizer_spec_from(run.train, steps_per_epoch=187)
-    assert spec.base_lrs() == pytest.approx({"head": 4e-4, "backbone": 4e-5, "divide": 4e-4})
-    assert (spec.weight_decay, spec.grad_clip, spec.lr_drop_epoch) == (1e-4, 0.1, 80)
+    assert opt_lib.base_lrs(run.train) == pytest.approx({"head": 4e-4, "backbone": 4e-5, "divide": 4e-4})

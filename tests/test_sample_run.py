@@ -1,7 +1,6 @@
 """The sample run (no dataset configured): the generated data, the run config and banner it trains
 with, and a CI-size end-to-end run through ``run_train`` that ends with the score table of our
 tracker next to the first-frame-box baseline."""
-import dataclasses
 import math
 import os
 import re
@@ -12,12 +11,11 @@ import pytest
 from data_pipelines.sources import sample as gen
 from grm_jax.configuration import load_run_config
 from grm_jax.train import loop, sample_run
+from train_utils import MICRO_OVERRIDES
 
-# CI size: a micro model and a small dataset instead of the recipe's (the recipe itself is checked
-# in test_cpu_recipe_config without training).
-MICRO = dataclasses.replace(sample_run.CPU_RECIPE, steps=40, batch=8, model=dict(
-    embed_dim=64, depth=3, num_heads=2, head_channels=16, patch_size=16, template_size=32, search_size=64,
-    predictor_hidden=(32, 16), drop_path_rate=0.0))
+# CI size: the tests' micro model and a small dataset instead of the sample config's (that config is
+# checked in test_cpu_sample_config without training), given as command-line values.
+MICRO = [o.removeprefix("--config.") for o in MICRO_OVERRIDES]
 
 
 def _tree(path):
@@ -58,30 +56,32 @@ def test_uses_sample_data():
     assert not sample_run.uses_sample_data(mix)
 
 
-def test_cpu_recipe_config(tmp_path, monkeypatch):
+def test_cpu_sample_config(tmp_path, monkeypatch):
+    """The sample run IS configs/grm_sample_cpu.py (plus command-line values), announced."""
     monkeypatch.setattr(sample_run, "SAMPLE_TRAIN_SEQUENCES", 2)
     monkeypatch.setattr(sample_run, "SAMPLE_VAL_SEQUENCES", 1)
     run = load_run_config("grm_got", [f"data.roots.sample={tmp_path / 'data'}",
                                       "init.mae=/weights/mae_pretrain_vit_base.pth"])
     new, banner = sample_run.sample_run_config(run, "cpu", 1, 1)
-    recipe = sample_run.CPU_RECIPE
-    assert new.model == run.model.replace(**recipe.model)  # reduced, same relation and division rule
+    file = load_run_config("grm_sample_cpu")
+    assert new.model == file.model == run.model.replace(
+        embed_dim=128, depth=4, num_heads=4, head_channels=64, template_size=64, search_size=128,
+        predictor_hidden=(64, 32), drop_path_rate=0.0)  # reduced, same relation and division rule
     assert new.model.divide_layers == tuple(range(1, new.model.depth))
     assert new.data.datasets == ("sample_train",) and new.data.roots["sample"] == str(tmp_path / "data")
     assert (tmp_path / "data" / "val" / "list.txt").read_text().split() == ["GOT-10k_Val_000001"]
     assert new.data.num_workers == 0 and new.init.mae is None
     t = new.train
-    assert (t.batch_size, t.max_steps, t.lr, t.backbone_lr_mult, t.keep_checkpoints) == \
-        (recipe.batch, recipe.steps, recipe.lr, 1.0, 1)
+    assert (t.batch_size, t.max_steps, t.lr, t.backbone_lr_mult, t.keep_checkpoints) == (8, 2800, 7e-4, 1.0, 1)
+    assert new.train == file.train and new.data.search_jitter == file.data.search_jitter
     sched = loop.plan_schedule(t, new.data.samples_per_epoch)
-    assert sched.total_steps == recipe.steps and sched.drop_step == int(0.8 * recipe.steps)
-    assert t.eval_after and new.eval.batch_sequences == 1
-    for text in ("REDUCED", "dim 128", "dim 768", "--config.data.roots.got10k=", "GPU or TPU",
-                 f"{recipe.steps} steps x {recipe.batch} pairs", "config.init.mae is ignored"):
+    assert sched.total_steps == 2800 and sched.drop_step == int(0.8 * 2800)
+    assert t.eval_after and new.eval.batch_sequences == 6
+    for text in ("REDUCED", "dim 128", "dim 768", "--config.data.roots.got10k=", "GPU or TPU", "grm_sample_cpu.py",
+                 "2800 steps x 8 pairs", "config.init.mae is ignored"):
         assert text in banner, text
-    # train.max_steps cuts the schedule
-    short, _ = sample_run.sample_run_config(run.replace(train=dataclasses.replace(run.train, max_steps=3)),
-                                            "cpu", 1, 1)
+    # a command-line value wins over the sample config: train.max_steps cuts the schedule
+    short, _ = sample_run.sample_run_config(load_run_config("grm_got", ["train.max_steps=3", f"data.roots.sample={tmp_path / 'data'}"]), "cpu", 1, 1)
     assert short.train.max_steps == 3
 
 
@@ -91,15 +91,16 @@ def test_accelerator_keeps_the_configured_model(tmp_path, monkeypatch):
     run = load_run_config("grm_got", [f"data.roots.sample={tmp_path}"])
     new, banner = sample_run.sample_run_config(run, "gpu", 3, 1)
     assert new.model == run.model and "REDUCED" not in banner and "the configured GRM" in banner
-    assert new.train.batch_size % 3 == 0 and new.train.batch_size >= sample_run.ACCELERATOR_RECIPE.batch
+    assert new.train.batch_size % 3 == 0 and new.train.batch_size >= load_run_config("grm_sample_accelerator").train.batch_size
 
 
+@pytest.mark.slow
 def test_end_to_end_table(tmp_path, monkeypatch, capsys):
     """CI-size sample run through run_train: a few steps of a micro model, then the table."""
     monkeypatch.setattr(sample_run, "SAMPLE_TRAIN_SEQUENCES", 3)
     monkeypatch.setattr(sample_run, "SAMPLE_VAL_SEQUENCES", 2)
-    monkeypatch.setattr(sample_run, "CPU_RECIPE", MICRO)
-    run = load_run_config("grm_got", ["train.max_steps=2", f"data.roots.sample={tmp_path / 'data'}"])
+    run = load_run_config("grm_got", ["train.max_steps=2", "train.batch_size=8", f"data.roots.sample={tmp_path / 'data'}",
+                                      *MICRO])
     out = loop.run_train(run, tmp_path / "run")
     assert out["step"] == 2
     printed = capsys.readouterr().out

@@ -2,14 +2,12 @@
 JSON (speeds are printed, never asserted)."""
 import importlib.util
 import json
-import os
 import pathlib
 import sys
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SEQUENCES = pathlib.Path(os.environ.get("GRM_REAL_SEQUENCES", REPO.parent / "shared" / "real_sequences"))
 
 
 def _speed_module():
@@ -20,13 +18,13 @@ def _speed_module():
     return module
 
 
-@pytest.mark.skipif(not SEQUENCES.is_dir(), reason=f"{SEQUENCES} not present")
-def test_speed_smoke(tmp_path, capsys):
+@pytest.mark.slow
+def test_speed_smoke(tmp_path, capsys, real_sequences):
     speed = _speed_module()
     out_json = tmp_path / "speed.json"
     out = speed.main(["--model", "tiny", "--attentions", "masked", "--repeats", "1", "--frames", "3",
                       "--batches", "1,2", "--batch_frames", "2", "--train_batch", "0",
-                      "--changes", "--breakdown", "--json", str(out_json), "--sequences", str(SEQUENCES)])
+                      "--changes", "--breakdown", "--json", str(out_json), "--sequences", str(real_sequences)])
     text = capsys.readouterr().out
     assert "| device | dtype | attention | batch | fwd ms med | fwd ms p90 |" in text
     assert "B=2 f/s" in text and "train pairs/s" in text and "Breakdown B=1" in text and "Breakdown B=2" in text
@@ -42,6 +40,7 @@ def test_speed_smoke(tmp_path, capsys):
     assert {"decode", "crop", "transfer", "device", "map_back", "write"} <= set(stages)
 
 
+@pytest.mark.slow
 def test_train_column():
     """The training column's measurement, on a micro model (the tiny model's train step takes
     minutes to compile on 2 cores)."""

@@ -7,7 +7,9 @@ import pytest
 
 from grm_jax.model.config import ModelConfig
 from grm_jax.model.grm import GRM
+from grm_jax.run_config import TrainConfig
 from grm_jax.train import optimizer as opt_lib
+from grm_jax.distributed import batch_mesh
 from grm_jax.train import state as state_lib
 from grm_jax.train import step as step_lib
 from train_utils import synthetic_batch
@@ -20,8 +22,8 @@ BATCH = 8
 @pytest.fixture(scope="module")
 def setup():
     model = GRM(MICRO)
-    tx, lr_fn = opt_lib.make_optimizer(opt_lib.OptimizerSpec(steps_per_epoch=100))
-    mesh1 = state_lib.make_mesh(jax.devices()[:1])
+    tx, lr_fn = opt_lib.make_optimizer(TrainConfig(), steps_per_epoch=100)
+    mesh1 = batch_mesh(jax.devices()[:1])
     state = state_lib.create_state(model, tx, jax.random.PRNGKey(0), mesh1)
     host_state = jax.device_get(state)
     batch = synthetic_batch(MICRO, BATCH, seed=3)
@@ -32,6 +34,7 @@ def _flat(tree):
     return {jax.tree_util.keystr(p): np.asarray(v) for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
+@pytest.mark.slow
 def test_every_division_predictor_gets_gradient(setup):
     model, _, _, host_state, batch = setup
     rngs = step_lib.step_rngs(host_state.rng, 0)
@@ -50,7 +53,7 @@ def test_every_division_predictor_gets_gradient(setup):
 
 
 def _run(model, tx, lr_fn, host_state, batch, devices, shard_params):
-    mesh = state_lib.make_mesh(devices)
+    mesh = batch_mesh(devices)
     shardings = state_lib.state_shardings(host_state, mesh, shard_params)
     state = jax.device_put(host_state, shardings)
     fn = step_lib.make_train_step(model, tx, lr_fn, mesh=mesh, state_sharding=shardings, donate=False)
@@ -65,6 +68,7 @@ def _bias_before_batchnorm(key):
     return "box_head" in key and key.endswith("['bias']") and any(f"['conv{i}']" in key for i in range(1, 5))
 
 
+@pytest.mark.slow
 def test_sharded_step_equals_single_device(setup, monkeypatch):
     model, tx, lr_fn, host_state, batch = setup
     monkeypatch.setattr(state_lib, "SHARD_MIN_SIZE", 1024)  # shard the micro model's larger weights too
@@ -72,7 +76,7 @@ def test_sharded_step_equals_single_device(setup, monkeypatch):
     out, out_m, dev_state = _run(model, tx, lr_fn, host_state, batch, jax.devices()[:8], True)
 
     specs = [s.sharding.spec for s in jax.tree_util.tree_leaves(dev_state.params)]
-    assert any("data" in tuple(s) for s in specs), "shard_params sharded nothing"
+    assert any("batch" in tuple(s) for s in specs), "shard_params sharded nothing"
     assert jax.device_count() == 8
 
     # fp32 tolerances: different reduction orders only.
@@ -93,6 +97,7 @@ def test_sharded_step_equals_single_device(setup, monkeypatch):
     assert int(out.step) == int(ref.step) == 1
 
 
+@pytest.mark.slow
 def test_sharded_gradients_equal_single_device(setup, monkeypatch):
     # Same step with SGD(lr=1): the parameter change IS the gradient, compared directly.
     model, _, lr_fn, host_state, batch = setup

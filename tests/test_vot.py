@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import FIXTURES
+from conftest import FIXTURES, timeout_s
 from convert_weights import convert_grm_checkpoint
 from data_pipelines.sources.sample import ensure_sample_dataset
 from grm_jax import load_model, save_model
@@ -44,7 +44,7 @@ def _write_registry(directory, model_dir):
     (directory / "trackers.ini").write_text(
         f"[{TRACKER_ID}]\nlabel = GRM tiny (grm-jax)\nprotocol = trax\n"
         f"command = {sys.executable} -m grm_jax.vot\nenv_GRM_MODEL = {model_dir}\nenv_GRM_THRESHOLD = 0\n"
-        "timeout = 300\n")
+        f"timeout = {timeout_s(300):.0f}\n")
 
 
 def _vot(toolkit, tmp_path, *args) -> str:
@@ -52,12 +52,15 @@ def _vot(toolkit, tmp_path, *args) -> str:
     # the toolkit passes its environment on to our tracker (JAX's compilation cache included)
     env = cached_jax_env(toolkit, VOT_RESULTS_BINARY="0", TMPDIR=str(tmp_path), MPLBACKEND="Agg")
     proc = subprocess.run([str(toolkit), "-m", "vot", *args], capture_output=True, text=True, env=env,
-                          timeout=900, cwd=tmp_path)
+                          timeout=timeout_s(900), cwd=tmp_path)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     return out
 
 
+@pytest.mark.slow
+@pytest.mark.venv
+@pytest.mark.multiprocess
 def test_vot_test_passes_on_the_toolkits_synthetic_sequence(toolkit, model_dir, tmp_path):
     _write_registry(tmp_path / "registry", model_dir)
     out = _vot(toolkit, tmp_path, "--registry", str(tmp_path / "registry"), "test", TRACKER_ID)
@@ -99,6 +102,9 @@ def _our_boxes(model_dir, seq):
     return np.asarray([tracker.track(f) for f in frames[1:]])
 
 
+@pytest.mark.slow
+@pytest.mark.venv
+@pytest.mark.multiprocess
 def test_workspace_evaluate_and_analysis_record_our_boxes(toolkit, model_dir, tmp_path):
     ws, seq = _make_workspace(tmp_path, model_dir)
     _vot(toolkit, tmp_path, "evaluate", "--workspace", str(ws), TRACKER_ID)
@@ -139,9 +145,10 @@ def test_options_come_from_flags_then_environment():
         parse_args([], {"GRM_MODEL": "m", "GRM_DTYPE": "fp16"})
 
 
+@pytest.mark.multiprocess
 def test_entry_point_reports_a_missing_model_in_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "grm_jax.vot", "--model", str(tmp_path / "nope")],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=timeout_s(300))
     assert proc.returncode == 2
     assert proc.stderr.startswith("grm-jax-vot: error: ") and "nope" in proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""

@@ -28,6 +28,7 @@ from typing import Callable, Sequence as SequenceT
 import numpy as np
 
 from grm_jax import datasets as ds
+from grm_jax import track_settings
 from grm_jax.errors import ConfigError, DataError, WorkdirError
 from grm_jax.evaluate import attributes, compare, manifest, report, results as res, speed
 from grm_jax.evaluate import metrics as metrics_lib
@@ -35,7 +36,7 @@ from grm_jax.io_utils import ensure_writable_dir
 from grm_jax.run_config import RunConfig
 from grm_jax.track.track_mode import parse_box, run_track  # noqa: F401  (the track mode)
 
-__all__ = ["parse_box", "resolve_benchmark", "resolve_threshold", "run_evaluate", "run_score", "run_track"]
+__all__ = ["parse_box", "resolve_benchmark", "run_evaluate", "run_score", "run_track"]
 
 _SERVER_SCORED = tuple(n for n, spec in ds.DATASETS.items() if spec.scoring == "server")
 
@@ -65,16 +66,6 @@ def resolve_benchmark(run: RunConfig, dataset: str) -> tuple[str, pathlib.Path]:
     return key, pathlib.Path(str(root))
 
 
-def resolve_threshold(run: RunConfig, key: str, threshold: float | None) -> float:
-    """The division threshold: ``threshold`` (--threshold), else ``run.track.threshold``, else the
-    official value of benchmark ``key`` (grm_jax.datasets.registry; 0 = argmax)."""
-    if threshold is not None:
-        return float(threshold)
-    if run.track.threshold is not None:
-        return float(run.track.threshold)
-    return float(ds.official_threshold(key))
-
-
 def _load_model(checkpoint):
     from grm_jax.checkpoint import load_model  # noqa: PLC0415  (jax import only when needed)
 
@@ -96,7 +87,7 @@ def run_evaluate(run: RunConfig, checkpoint, dataset: str, workdir, threshold: f
     Complete sequences of the same model and settings are reused; results of other settings are
     refused (WorkdirError) unless ``overwrite`` deletes them. run.eval: batch_sequences,
     result_format, on_bad_frame ('error' stops naming the file, 'skip' carries the previous box);
-    run.track: the tracking settings (threshold: see :func:`resolve_threshold`).
+    run.track: the tracking settings, merged with the model's own (:func:`grm_jax.track_settings.resolve_for_checkpoint`).
     on_sequence_done(name): called after each sequence's files are written (progress hooks, tests).
     model_and_variables: optional already-loaded (model, variables) instead of loading ``checkpoint``.
     Several processes (multi-host, see ``grm_jax.evaluate.distribute``) each track their own share
@@ -105,7 +96,6 @@ def run_evaluate(run: RunConfig, checkpoint, dataset: str, workdir, threshold: f
     :mod:`grm_jax.evaluate.attributes`; default: looked for under the dataset root).
     """
     from grm_jax.evaluate import distribute  # noqa: PLC0415
-    from grm_jax.model.attention import inference_attention  # noqa: PLC0415
     from grm_jax.track.batched import BatchedTracker  # noqa: PLC0415
 
     topo = distribute.topology(max_local_devices)  # joins the other processes before devices are used
@@ -114,13 +104,13 @@ def run_evaluate(run: RunConfig, checkpoint, dataset: str, workdir, threshold: f
     if not seqs:
         raise DataError(f"dataset {key!r} at {root}: no sequences")
     _check_init_boxes(seqs)
-    thr = resolve_threshold(run, key, threshold)
+    settings = track_settings.resolve_for_checkpoint(run, checkpoint, key, threshold, topo.local_devices[0].platform)
+    thr, attention = settings.threshold, settings.attention
     workdir = ensure_writable_dir(workdir)
     with _evaluation_lock(workdir, topo.process_index):
         tracker_name = tracker_name or pathlib.Path(str(checkpoint)).name or "grm"
         fmt, batch = run.eval.result_format, run.eval.batch_sequences
-        attention = run.track.attention or inference_attention(topo.local_devices[0].platform)
-        run_manifest = manifest.build_manifest(checkpoint, key, thr, run.track, attention, fmt)
+        run_manifest = manifest.build_manifest(checkpoint, key, thr, settings.track, attention, fmt)
         state = manifest.prepare_workdir(workdir, run_manifest, [s.name for s in seqs], overwrite=overwrite,
                                          write=topo.process_index == 0)
         distribute.wait_for_all_processes(topo, f"grm_evaluate_manifest_{key}")  # process 0 cleared / wrote it
@@ -137,8 +127,8 @@ def run_evaluate(run: RunConfig, checkpoint, dataset: str, workdir, threshold: f
         clock = None
         if todo:
             model, variables = model_and_variables or _load_model(checkpoint)
-            tracker = BatchedTracker(model, variables, run.track, thr, batch_size=min(batch, len(todo)),
-                                     devices=topo.local_devices, dtype=run.track.dtype, attention=attention,
+            tracker = BatchedTracker(model, variables, settings.track, thr, batch_size=min(batch, len(todo)),
+                                     devices=topo.local_devices, dtype=settings.dtype, attention=attention,
                                      on_bad_frame=run.eval.on_bad_frame)
             clock = _track(tracker, todo, workdir, fmt, f"{tracker_name}/{key}", run.eval.on_bad_frame,
                            on_sequence_done)

@@ -29,8 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="jax.export target platforms, comma-separated: cpu, cuda, rocm, tpu (default cpu)")
     parser.add_argument("--attention", choices=("masked", "separate", "fused"),
                         help="attention implementation (default: the tracker's for the first platform)")
-    parser.add_argument("--config", help="run config (bundled name or file) whose 'track' section gives the crop "
-                                         "factors and matmul precision (default: the ViT-B recipe)")
+    parser.add_argument("--config", help="run config (bundled name or file) whose 'track' section gives the matmul "
+                                         "precision (crop factors: the model's own, see README 'Run configs')")
     parser.add_argument("--verbose", action="store_true", help="show the traceback of errors")
     return parser
 
@@ -41,12 +41,12 @@ def main(argv=None) -> int:
         from grm_jax.export.build import export_step, load_step_spec, parse_platforms  # noqa: PLC0415
 
         platforms = parse_platforms(args.platforms)
-        track = None
+        run = None
         if args.config:
             from grm_jax.configuration import load_run_config  # noqa: PLC0415
-            track = load_run_config(args.config).track
+            run = load_run_config(args.config)
         start = time.perf_counter()
-        spec = load_step_spec(args.model_dir, args.batch, args.dtype, args.attention, platforms[0], track)
+        spec = load_step_spec(args.model_dir, args.batch, args.dtype, args.attention, platforms[0], run)
         if args.format == "onnx":
             from grm_jax.export.onnx import export_onnx  # noqa: PLC0415
             out = export_onnx(spec, args.out)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Sequence
@@ -56,28 +58,30 @@ def parse_platforms(text: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def load_step_spec(model_dir, batch: int = 1, dtype: str | None = None, attention: str | None = None,
-                   platform: str = "cpu", track_config=None) -> StepSpec:
+                   platform: str = "cpu", run=None) -> StepSpec:
     """The model directory ``model_dir`` (converted weights or a training workdir) -> StepSpec.
 
-    track_config: a run config's ``track`` section (None = ``TrackConfig()`` defaults, the ViT-B
-    recipe); crop sizes come from the checkpoint, as in the tracker. dtype / attention: None = the
-    track config's; an attention of None there = the tracker's choice for ``platform``."""
+    run: the RunConfig (None = defaults) whose ``track`` section is merged with the model's own
+    track settings (grm_jax.track_settings.PRECEDENCE); crop sizes come from the checkpoint, as in
+    the tracker. dtype / attention (flags): None = the resolved track settings'; an attention of
+    None there = the tracker's choice for ``platform``."""
     from grm_jax.checkpoint import load_model  # noqa: PLC0415
-    from grm_jax.model.attention import inference_attention  # noqa: PLC0415
-    from grm_jax.track.tracker import TrackParams, compute_dtype, inference_config  # noqa: PLC0415
-
-    from grm_jax.run_config import TrackConfig  # noqa: PLC0415
+    from grm_jax.run_config import RunConfig  # noqa: PLC0415
+    from grm_jax.track.tracker import TrackParams, inference_config  # noqa: PLC0415
+    from grm_jax.track_settings import resolve_for_checkpoint, with_override  # noqa: PLC0415
 
     if int(batch) < 1:
         raise ConfigError(f"--batch={batch}: must be >= 1")
-    track_config = TrackConfig() if track_config is None else track_config
+    run = RunConfig() if run is None else run
+    for key, value in (("dtype", dtype), ("attention", attention)):
+        if value is not None:
+            run = with_override(run, key, value)
+    settings = resolve_for_checkpoint(run, model_dir, backend=_BACKEND[platform])
     model, variables = load_model(model_dir)
-    dtype = compute_dtype(model, dtype or track_config.dtype).name
-    attention = attention or track_config.attention or inference_attention(_BACKEND[platform])
-    attention = inference_config(model.config, attention).attention
-    track = TrackParams.from_config(track_config, model.config)
-    return StepSpec(model.config, {k: variables[k] for k in ("params", "batch_stats")}, track, dtype, attention,
-                    int(batch))
+    attention = inference_config(model.config, settings.attention).attention
+    track = TrackParams.from_config(settings.track, model.config)
+    return StepSpec(model.config, {k: variables[k] for k in ("params", "batch_stats")}, track, settings.dtype,
+                    attention, int(batch))
 
 
 def step_avals(spec: StepSpec) -> tuple:
@@ -134,7 +138,8 @@ def metadata(spec: StepSpec, kind: str, out_avals, **extra) -> dict:
 
 
 def export_step(spec: StepSpec, out_dir, platforms: Sequence[str] = ("cpu",)) -> Path:
-    """Writes ``out_dir`` (step.jaxexport, variables.npz, export.json; replaced together) -> out_dir."""
+    """Writes ``out_dir`` (step.jaxexport, variables.npz, export.json with their sha256; replaced
+    together) -> out_dir."""
     platforms = parse_platforms(platforms)
     var_avals = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype),
                                        spec.variables)
@@ -142,10 +147,14 @@ def export_step(spec: StepSpec, out_dir, platforms: Sequence[str] = ("cpu",)) ->
     with jax.default_matmul_precision(precision) if precision else contextlib.nullcontext():
         exported = jax.export.export(jax.jit(step_fn(spec)), platforms=platforms)(var_avals, *step_avals(spec))
     out_dir = Path(out_dir)
-    meta = metadata(spec, "jax", exported.out_avals, platforms=list(platforms))
+    step_bytes = bytes(exported.serialize())
+    buffer = io.BytesIO()
+    np.savez(buffer, **flatten(spec.variables))
+    files = {STEP_FILE: step_bytes, VARIABLES_FILE: buffer.getvalue()}
+    meta = metadata(spec, "jax", exported.out_avals, platforms=list(platforms),
+                    sha256={name: hashlib.sha256(data).hexdigest() for name, data in files.items()})
     with AtomicFiles() as out:
-        out.write_bytes(out_dir / STEP_FILE, bytes(exported.serialize()))
-        with open(out.path(out_dir / VARIABLES_FILE), "wb") as fh:
-            np.savez(fh, **flatten(spec.variables))
+        for name, data in files.items():
+            out.write_bytes(out_dir / name, data)
         out.write_text(out_dir / META_FILE, json.dumps(meta, indent=1) + "\n")
     return out_dir

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 from typing import Any, Mapping
+
+from grm_jax.errors import ConfigError
 
 # Relation-modeling forms of the paper's Table 4. Each maps to the categories a *search*
 # token may be assigned to in a dividing block (columns of the policy: 0=E_T, 1=E_S, 2=E_A).
@@ -27,6 +31,19 @@ RELATION_CATEGORIES = {
 TEMPLATE_AGGREGATIONS = ("max", "mean")
 ATTENTION_IMPLS = ("masked", "separate", "fused", "fused_cudnn")
 DEFAULT_HEADS = {192: 3, 384: 6, 768: 12, 1024: 16}
+# Bounds checked before a network is built (a corrupt or hostile model_config.json must not make
+# the loader allocate for hours): generous for any ViT a tracker uses (ViT-g: 1408 x 40).
+MAX_DEPTH, MAX_WIDTH, MAX_TOKENS, MAX_PARAMETERS = 64, 8192, 16384, 4e9
+_INT_RANGES = {"embed_dim": (1, MAX_WIDTH), "depth": (1, MAX_DEPTH), "num_heads": (1, MAX_WIDTH),
+               "patch_size": (1, 64), "template_size": (1, 4096), "search_size": (1, 4096),
+               "head_channels": (8, MAX_WIDTH)}
+# name -> (low, high, closed_low): closed_low=True means [low, high), else (low, high]
+_FLOAT_RANGES = {"mlp_ratio": (0.0, 16.0, False), "drop_path_rate": (0.0, 1.0, True),
+                 "layernorm_eps": (0.0, 0.1, False), "batchnorm_eps": (0.0, 0.1, False)}
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,35 +87,60 @@ class ModelConfig:
     batchnorm_eps: float = 1e-5
 
     def __post_init__(self):
-        if self.divide_layers is None:
+        if self.divide_layers is None and _is_int(self.depth) and 1 <= self.depth <= MAX_DEPTH:
             object.__setattr__(self, "divide_layers", tuple(range(1, self.depth)))
-        object.__setattr__(self, "divide_layers", tuple(int(i) for i in self.divide_layers))
-        object.__setattr__(self, "predictor_hidden", tuple(int(i) for i in self.predictor_hidden))
+        for name in ("divide_layers", "predictor_hidden"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
         self.validate()
+        for name in ("divide_layers", "predictor_hidden"):
+            object.__setattr__(self, name, tuple(int(i) for i in getattr(self, name)))
 
     def validate(self) -> None:
-        """Raises ValueError naming the first inconsistent field."""
-        for name in ("embed_dim", "depth", "num_heads", "patch_size", "template_size", "search_size",
-                     "head_channels"):
+        """Checks the type and range of every field before anything is allocated; raises
+        ConfigError (a ValueError) naming the first bad field and its value."""
+        for name, (lo, hi) in _INT_RANGES.items():
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} must be a positive integer")
+            if not _is_int(value) or not lo <= value <= hi:
+                raise ConfigError(f"{name}={value!r}: expected an integer in [{lo}, {hi}]")
+        for name, (lo, hi, closed) in _FLOAT_RANGES.items():
+            value = getattr(self, name)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not ok or not (lo < value <= hi if not closed else lo <= value < hi):
+                bounds = f"[{lo}, {hi})" if closed else f"({lo}, {hi}]"
+                raise ConfigError(f"{name}={value!r}: expected a number in {bounds}")
+        for name, valid in (("relation", tuple(RELATION_CATEGORIES)), ("template_agg", TEMPLATE_AGGREGATIONS),
+                            ("attention", ATTENTION_IMPLS)):
+            if getattr(self, name) not in valid:
+                raise ConfigError(f"{name}={getattr(self, name)!r}: expected one of {', '.join(valid)}")
+        for name, count in (("divide_layers", None), ("predictor_hidden", 2)):
+            value = getattr(self, name)
+            if (not isinstance(value, tuple) or not all(_is_int(i) for i in value)
+                    or (count is not None and len(value) != count)):
+                raise ConfigError(f"{name}={value!r}: expected {count or 'a list of'} integers")
+        self._check_consistency()
+
+    def _check_consistency(self) -> None:
         if self.embed_dim % self.num_heads:
-            raise ValueError(f"num_heads={self.num_heads} does not divide embed_dim={self.embed_dim}")
+            raise ConfigError(f"num_heads={self.num_heads} does not divide embed_dim={self.embed_dim}")
         for name in ("template_size", "search_size"):
             if getattr(self, name) % self.patch_size:
-                raise ValueError(f"{name}={getattr(self, name)} is not a multiple of patch_size={self.patch_size}")
+                raise ConfigError(f"{name}={getattr(self, name)} is not a multiple of patch_size={self.patch_size}")
         if self.head_channels % 8:
-            raise ValueError(f"head_channels={self.head_channels} must be divisible by 8")
-        if self.relation not in RELATION_CATEGORIES:
-            raise ValueError(f"relation={self.relation!r}; expected one of {sorted(RELATION_CATEGORIES)}")
-        if self.template_agg not in TEMPLATE_AGGREGATIONS:
-            raise ValueError(f"template_agg={self.template_agg!r}; expected one of {TEMPLATE_AGGREGATIONS}")
-        if self.attention not in ATTENTION_IMPLS:
-            raise ValueError(f"attention={self.attention!r}; expected one of {ATTENTION_IMPLS}")
+            raise ConfigError(f"head_channels={self.head_channels} must be divisible by 8")
         bad = [i for i in self.divide_layers if not 0 <= i < self.depth]
         if bad:
-            raise ValueError(f"divide_layers {bad} outside 0..{self.depth - 1}")
+            raise ConfigError(f"divide_layers={list(self.divide_layers)}: {bad} outside 0..{self.depth - 1}")
+        if not all(1 <= h <= MAX_WIDTH for h in self.predictor_hidden):
+            raise ConfigError(f"predictor_hidden={list(self.predictor_hidden)}: sizes must be in [1, {MAX_WIDTH}]")
+        if self.num_search_tokens + self.num_template_tokens > MAX_TOKENS:
+            raise ConfigError(f"search_size={self.search_size}, template_size={self.template_size} with "
+                              f"patch_size={self.patch_size}: more than {MAX_TOKENS} tokens")
+        params = self.depth * (4 + 2 * self.mlp_ratio) * self.embed_dim ** 2
+        if params > MAX_PARAMETERS:
+            raise ConfigError(f"embed_dim={self.embed_dim}, depth={self.depth}, mlp_ratio={self.mlp_ratio}: "
+                              f"about {params:.2g} parameters, more than the limit {MAX_PARAMETERS:.0e}")
 
     # Derived sizes -------------------------------------------------------------------
     @property
@@ -137,15 +179,18 @@ class ModelConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ModelConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
+    def from_dict(cls, d: Mapping[str, Any], complete: bool = False) -> "ModelConfig":
+        """The config of a dict of fields (ConfigError naming an unknown, missing or bad field).
+        complete: every field must be present (a saved model_config.json)."""
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"expected a JSON object of model fields, got {type(d).__name__}")
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(d) - set(known))
         if unknown:
-            raise ValueError(f"unknown model config keys {unknown}; known: {sorted(known)}")
-        d = dict(d)
-        for key in ("divide_layers", "predictor_hidden"):
-            if d.get(key) is not None:
-                d[key] = tuple(d[key])
+            raise ConfigError(f"unknown model config keys {unknown}; known: {', '.join(known)}")
+        missing = [k for k in known if k not in d]
+        if complete and missing:
+            raise ConfigError(f"missing model config keys {missing}")
         return cls(**d)
 
     def replace(self, **changes) -> "ModelConfig":

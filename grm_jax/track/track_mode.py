@@ -67,15 +67,6 @@ def division_rows(divide_layers: Sequence[int], chosen: Iterable | None) -> tupl
     return [divide_layers.index(c) for c in layers], layers
 
 
-def _track_settings(run):
-    """(track section, default threshold) of a RunConfig, a ConfigDict or None."""
-    track = getattr(run, "track", None)
-    if track is None and hasattr(run, "get"):
-        track = run.get("track")
-    threshold = getattr(track, "threshold", None)
-    return track, float(threshold) if threshold is not None else 0.0
-
-
 def _progress_bar(total: int | None, show: bool | None):
     """tqdm over frames (None = only when stderr is a terminal, so logs stay clean)."""
     from tqdm import tqdm  # noqa: PLC0415
@@ -89,8 +80,8 @@ def run_track(run, checkpoint, video, init_box, workdir, threshold: float | None
               write_video: bool = True, codec: str | None = None, progress: bool | None = None) -> dict:
     """Tracks ``video`` from ``init_box`` ('x,y,w,h' in pixels of the first frame) into ``workdir``.
 
-    run: the RunConfig (its ``track`` section; ``track.threshold`` unless ``threshold`` is given,
-    else 0 = argmax). overlay_layers: 0-based dividing blocks drawn with
+    run: the RunConfig (its ``track`` section merged with the model's own track settings, see
+    grm_jax.track_settings; threshold: ``threshold``, else ``track.threshold``, else 0 = argmax). overlay_layers: 0-based dividing blocks drawn with
     ``show_division`` (default all). codec: see :class:`grm_jax.track.video.VideoWriter`.
     progress: tqdm bar (None = only on a terminal).
 
@@ -105,14 +96,14 @@ def run_track(run, checkpoint, video, init_box, workdir, threshold: float | None
 
     box = validate_box(parse_box(init_box), "init box")
     out = ensure_writable_dir(workdir)
-    track_cfg, default_threshold = _track_settings(run)
-    threshold = default_threshold if threshold is None else float(threshold)
+    settings = _settings(run, checkpoint, threshold)
+    threshold = settings.threshold
     with FrameSource(video) as source:  # releases a video file however the run ends
         frames = iter(source)
         first = next(frames)
         box = validate_box(box, "init box", image_hw=first.shape[:2])
         model, variables = model_and_variables or _load_model(checkpoint)
-        tracker = _make_tracker(model, variables, track_cfg, threshold)
+        tracker = _make_tracker(model, variables, settings)
         rows, layers = (division_rows(tracker.divide_layers, overlay_layers)
                         if show_division else ([], []))
         with AtomicFiles() as files, warnings.catch_warnings():
@@ -139,11 +130,20 @@ def _load_model(checkpoint):
     return load_model(checkpoint)
 
 
-def _make_tracker(model, variables, track_cfg, threshold: float):
+def _settings(run, checkpoint, threshold):
+    """The resolved settings (grm_jax.track_settings): no benchmark, so the default threshold is
+    the run config's ``track.threshold``, else 0 = argmax."""
+    from grm_jax.run_config import RunConfig  # noqa: PLC0415
+    from grm_jax.track_settings import resolve_for_checkpoint  # noqa: PLC0415
+
+    return resolve_for_checkpoint(run if run is not None else RunConfig(), checkpoint, None, threshold)
+
+
+def _make_tracker(model, variables, settings):
     from grm_jax.track.tracker import Tracker  # noqa: PLC0415
 
-    return Tracker(model, variables, track_cfg, threshold, dtype=getattr(track_cfg, "dtype", None),
-                   attention=getattr(track_cfg, "attention", None))
+    return Tracker(model, variables, settings.track, settings.threshold, dtype=settings.dtype,
+                   attention=settings.attention)
 
 
 def _track_frames(tracker, first, frames, box, writer, rows, layers, source, progress):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -36,12 +36,14 @@ from grm_jax.model.attention import inference_attention
 from grm_jax.model.config import ModelConfig
 from grm_jax.model.grm import GRM
 from grm_jax.model.head import decode_boxes
-from grm_jax.run_config import TrackConfig
+from grm_jax.run_config import RunConfig, TrackConfig, check_threshold
+from grm_jax.track_settings import resolve_attention, resolve_dtype, resolve_precision
 from grm_jax.track.window import hann2d
 
 __all__ = [
     "TrackParams",
     "Tracker",
+    "as_track_config",
     "check_frame",
     "compute_dtype",
     "device_step",
@@ -63,16 +65,11 @@ __all__ = [
 
 @dataclasses.dataclass(frozen=True)
 class TrackParams:
-    """Tracking procedure parameters (docs/PARITY.md §7), resolved for one model.
+    """What the host-side steps need, derived in one line from a run config's ``track`` section
+    and the model's crop sizes (:meth:`from_config`): crop factors and sizes, clip margin and the
+    jax matmul precision of the device step (docs/PARITY.md §7)."""
 
-    template_factor / template_size: template crop (2.0 / 128 officially).
-    search_factor / search_size: search crop (4.0 / 256 for ViT-B, 5.0 / 320 for GRM-L320).
-    clip_margin: margin of the final clipping (10).
-    matmul_precision: jax matmul precision used inside the jitted step ('highest' = true fp32,
-      like the official fp32 network; None = jax's default, e.g. TF32 on NVIDIA GPUs).
-    """
-
-    template_factor: float = TrackConfig.template_factor  # defaults: the run config's and the model's
+    template_factor: float = TrackConfig.template_factor
     template_size: int = ModelConfig.template_size
     search_factor: float = TrackConfig.search_factor
     search_size: int = ModelConfig.search_size
@@ -80,34 +77,23 @@ class TrackParams:
     matmul_precision: str | None = TrackConfig.matmul_precision
 
     @classmethod
-    def from_config(cls, track_config=None, model_config: ModelConfig | None = None) -> "TrackParams":
-        """track_config: a run config's ``TrackConfig``, a ``TrackParams``, a mapping of TrackConfig
-        fields, or None (defaults). The crop sizes are the model's (``model_config``; the defaults
-        without one): they are not tracking settings, and a mapping that names one is refused."""
-        if isinstance(track_config, TrackParams):
-            track_config = {k: v for k, v in dataclasses.asdict(track_config).items() if not k.endswith("_size")}
-        if track_config is None or isinstance(track_config, Mapping):
-            track_config = _track_config_from_mapping(track_config or {})
-        model_config = model_config or ModelConfig()
-        p = cls(template_factor=float(track_config.template_factor),
-                search_factor=float(track_config.search_factor),
-                clip_margin=int(track_config.clip_margin),
-                matmul_precision=track_config.matmul_precision,
-                template_size=int(model_config.template_size), search_size=int(model_config.search_size))
-        if not (p.template_factor > 0 and p.search_factor > 0):
-            raise ConfigError(f"crop factors must be > 0, got track.template_factor={p.template_factor}, "
-                              f"track.search_factor={p.search_factor}")
-        return p
+    def from_config(cls, track=None, model_config: ModelConfig | None = None) -> "TrackParams":
+        """track: a ``TrackConfig`` or a mapping of its fields (None = defaults); sizes: the model's."""
+        track, m = as_track_config(track), model_config or ModelConfig()
+        return cls(track.template_factor, m.template_size, track.search_factor, m.search_size, track.clip_margin,
+                   resolve_precision(track.matmul_precision))
 
 
-def _track_config_from_mapping(values: Mapping) -> TrackConfig:
-    fields = {f.name for f in dataclasses.fields(TrackConfig)}
+def as_track_config(track) -> TrackConfig:
+    """A ``TrackConfig`` from itself, None (defaults) or a mapping of its fields (checked by the
+    run config's own validation; a crop SIZE is refused: sizes are the model's)."""
+    if isinstance(track, TrackConfig):
+        return track
+    values = dict(track or {})
     for key in values:
-        if key not in fields:
-            hint = (f"; crop sizes come from the model (model.{key})" if key.endswith("_size") else
-                    f"; known: {', '.join(sorted(fields))}")
-            raise ConfigError(f"unknown tracking setting track.{key}{hint}")
-    return TrackConfig(**values)
+        if key.endswith("_size"):
+            raise ConfigError(f"unknown tracking setting track.{key}; crop sizes come from the model (model.{key})")
+    return RunConfig.from_configdict({"track": values}).track
 
 
 # ----------------------------------------------------------------------------------------------
@@ -272,32 +258,19 @@ def _step_body(model_config: ModelConfig, dtype, score_map: bool):
     return step
 
 
-COMPUTE_DTYPES = ("float32", "bfloat16")
-
-
 def compute_dtype(model, dtype=None) -> jnp.dtype:
     """The tracker's compute dtype: ``dtype`` ('float32' | 'bfloat16' or a jnp dtype), else the model's."""
-    if dtype is None:
-        return jnp.dtype(getattr(model, "dtype", jnp.float32))
-    try:
-        value = jnp.dtype(dtype)
-    except TypeError:
-        value = None
-    if value is None or value.name not in COMPUTE_DTYPES:
-        raise ConfigError(f"track.dtype={dtype!r}: expected one of {COMPUTE_DTYPES}")
-    return value
+    default = jnp.dtype(getattr(model, "dtype", jnp.float32)).name
+    return jnp.dtype(resolve_dtype(dtype, default))
 
 
 def resolve_tracking(model: GRM, track_config=None, threshold: float = 0.0, dtype=None, attention: str | None = None,
                      backend: str | None = None) -> tuple[TrackParams, jnp.dtype, float, str]:
-    """The settings both trackers resolve from their arguments, checked in one place: (params,
-    compute dtype, threshold in [0, 1), attention implementation (None = the fastest verified one
-    for ``backend``, default: jax's default backend))."""
-    threshold = float(threshold)
-    if not math.isfinite(threshold) or not 0.0 <= threshold < 1.0:
-        raise ValueError(f"threshold must be in [0, 1), got {threshold}")
-    return (TrackParams.from_config(track_config, model.config), compute_dtype(model, dtype), threshold,
-            attention or inference_attention(backend))
+    """The settings both trackers take, each checked by its one resolver (grm_jax.track_settings):
+    (params, compute dtype, threshold in [0, 1), attention implementation (None = the fastest
+    verified one for ``backend``, default: jax's default backend))."""
+    return (TrackParams.from_config(track_config, model.config), compute_dtype(model, dtype),
+            check_threshold(threshold, "threshold"), resolve_attention(attention, backend))
 
 
 def run_step(model_config: ModelConfig, dtype, precision, variables, template_u8, search_u8, resize_factor,

@@ -36,7 +36,7 @@ import jax
 
 from grm_jax import checkpoint as ckpt_lib
 from grm_jax.datasets.registry import TRAIN, resolve
-from grm_jax.distributed import initialize_distributed
+from grm_jax.distributed import batch_mesh, initialize_distributed
 from grm_jax.errors import MissingFileError, TrainingError, WorkdirError
 from grm_jax.io_utils import disk_full_error, ensure_writable_dir, is_disk_full
 from grm_jax.run_config import RunConfig, TrainConfig
@@ -127,6 +127,10 @@ def _effective_run(run: RunConfig) -> tuple[RunConfig, bool]:
         run, banner = sample_run.sample_run_config(run, jax.default_backend(), jax.device_count(),
                                                    jax.process_count())
         say(banner)
+    else:
+        keys = dict.fromkeys(resolve(n, TRAIN).root for n in run.data.datasets)
+        say("dataset roots: " + ", ".join(f"{k}={run.data.roots.get(k)} (from {run.root_sources.get(k, 'run config')})"
+                                          for k in keys) + "  (grm-jax --mode=datasets lists every root)")
     check_paths(run)
     return run, sample
 
@@ -193,8 +197,8 @@ def _setup(run: RunConfig, workdir: pathlib.Path) -> _Session:
         + (f"LR x0.1 at step {sched.drop_step}" if sched.drop_step < sched.total_steps
            else "no LR drop within this run"))
     model = GRM(run.model, dtype=jnp.bfloat16 if run.train.bf16 else jnp.float32)
-    tx, lr_fn = opt_lib.make_optimizer(opt_lib.optimizer_spec_from(run.train, sched.steps_per_epoch))
-    mesh = state_lib.make_mesh()
+    tx, lr_fn = opt_lib.make_optimizer(run.train, sched.steps_per_epoch)
+    mesh = batch_mesh(jax.devices())  # every device of every process
     abstract = state_lib.abstract_state(model, tx)
     shardings = state_lib.state_shardings(abstract, mesh, run.train.shard_params)
     data_iter = make_train_iterator(run, local_batch, run.train.seed, jax.process_index(), n_proc)

@@ -13,7 +13,6 @@ when that is < 1), over ALL gradients together, before the AdamW step.
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable, Mapping
 
 import jax
@@ -22,8 +21,8 @@ import optax
 
 from grm_jax.run_config import TrainConfig
 
-__all__ = ["GROUPS", "OptimizerSpec", "param_group", "param_labels", "make_optimizer",
-           "clip_by_global_norm_torch", "optimizer_spec_from", "group_sizes"]
+__all__ = ["GROUPS", "base_lrs", "param_group", "param_labels", "make_optimizer",
+           "clip_by_global_norm_torch", "group_sizes"]
 
 GROUPS = ("head", "backbone", "divide")
 DIVIDE_KEY = "divide_predict"
@@ -50,30 +49,13 @@ def param_labels(params) -> dict:
     return jax.tree_util.tree_map_with_path(lambda p, _: param_group(p), params)
 
 
-@dataclasses.dataclass(frozen=True)
-class OptimizerSpec:
-    """Numbers of the schedule; ``steps_per_epoch`` converts epochs to optimizer steps."""
-
-    lr: float = 4e-4
-    backbone_lr_mult: float = 0.1
-    divide_lr: float = 4e-4
-    weight_decay: float = 1e-4
-    grad_clip: float = 0.1
-    lr_drop_epoch: int = 80
-    steps_per_epoch: int = 1
-    b1: float = 0.9
-    b2: float = 0.999
-    eps: float = 1e-8
-
-    def base_lrs(self) -> dict[str, float]:
-        return {"head": self.lr, "backbone": self.lr * self.backbone_lr_mult, "divide": self.divide_lr}
+# AdamW moments and epsilon of the official recipe (torch.optim.AdamW defaults).
+ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8
 
 
-def optimizer_spec_from(train: TrainConfig, steps_per_epoch: int) -> OptimizerSpec:
-    """OptimizerSpec of the ``train`` section of a run config."""
-    return OptimizerSpec(lr=train.lr, backbone_lr_mult=train.backbone_lr_mult, divide_lr=train.divide_lr,
-                         weight_decay=train.weight_decay, grad_clip=train.grad_clip,
-                         lr_drop_epoch=train.lr_drop_epoch, steps_per_epoch=max(int(steps_per_epoch), 1))
+def base_lrs(train: TrainConfig) -> dict[str, float]:
+    """Initial learning rate of each parameter group (run config ``train`` section)."""
+    return {"head": train.lr, "backbone": train.lr * train.backbone_lr_mult, "divide": train.divide_lr}
 
 
 def clip_by_global_norm_torch(max_norm: float) -> optax.GradientTransformation:
@@ -92,16 +74,19 @@ def clip_by_global_norm_torch(max_norm: float) -> optax.GradientTransformation:
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def make_optimizer(spec: OptimizerSpec) -> tuple[optax.GradientTransformation, Callable[[jax.Array], dict]]:
-    """Returns (tx, lr_fn). ``lr_fn(step)`` -> {'head': lr, 'backbone': lr, 'divide': lr} used at
-    optimizer step ``step`` (0-based; the step that produces state.step + 1)."""
+def make_optimizer(train: TrainConfig, steps_per_epoch: int = 1
+                   ) -> tuple[optax.GradientTransformation, Callable[[jax.Array], dict]]:
+    """The optimizer of the run config's ``train`` section (lr, backbone_lr_mult, divide_lr,
+    weight_decay, grad_clip, lr_drop_epoch); ``steps_per_epoch`` converts epochs to optimizer
+    steps. Returns (tx, lr_fn). ``lr_fn(step)`` -> {'head': lr, 'backbone': lr, 'divide': lr} used
+    at optimizer step ``step`` (0-based; the step that produces state.step + 1)."""
     # lr * 0.1 ** floor(step / drop_steps): torch StepLR counted in optimizer steps
-    drop_steps = max(spec.lr_drop_epoch * spec.steps_per_epoch, 1)
+    drop_steps = max(train.lr_drop_epoch * max(int(steps_per_epoch), 1), 1)
     schedules = {g: optax.exponential_decay(lr, drop_steps, 0.1, staircase=True)
-                 for g, lr in spec.base_lrs().items()}
-    groups = {g: optax.adamw(schedules[g], b1=spec.b1, b2=spec.b2, eps=spec.eps,
-                             weight_decay=spec.weight_decay) for g in GROUPS}
-    tx = optax.chain(clip_by_global_norm_torch(spec.grad_clip), optax.multi_transform(groups, param_labels))
+                 for g, lr in base_lrs(train).items()}
+    groups = {g: optax.adamw(schedules[g], b1=ADAM_B1, b2=ADAM_B2, eps=ADAM_EPS,
+                             weight_decay=train.weight_decay) for g in GROUPS}
+    tx = optax.chain(clip_by_global_norm_torch(train.grad_clip), optax.multi_transform(groups, param_labels))
 
     def lr_fn(step) -> dict:
         return {g: schedules[g](step) for g in GROUPS}

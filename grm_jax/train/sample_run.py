@@ -7,15 +7,16 @@ The training loop (:mod:`grm_jax.train.loop`) calls, in this order:
     sample_run_config(run, backend, num_devices, num_processes) -> (RunConfig, banner text)
     after_sample_training(run, workdir, model_dir) -> table text
 
-What the sample run is (:data:`CPU_RECIPE` / :data:`ACCELERATOR_RECIPE`):
+What the sample run is: an ordinary run config, ``configs/grm_sample_cpu.py`` on a CPU and
+``configs/grm_sample_accelerator.py`` on a GPU/TPU (:data:`SAMPLE_CONFIGS`), plus the values the
+user set on the command line:
 
 * data: ``SAMPLE_TRAIN_SEQUENCES`` generated training sequences and ``SAMPLE_VAL_SEQUENCES``
   validation sequences (``data_pipelines.sources.sample``), written once into
   ``config.data.roots.sample`` or, unset, ``~/.cache/grm_jax/sample_run``;
 * on a CPU a REDUCED GRM (same code and token division; smaller width, depth and crops) trained
   from random weights with a from-scratch learning rate for every parameter group; on a GPU/TPU
-  the configured architecture, for about the same time budget. ``train.max_steps``, when set,
-  cuts the schedule (tests use a few steps);
+  ViT-B, for about the same time budget. ``--config.train.max_steps=N`` cuts the schedule;
 * after training, the final model and the first-frame-box baseline (a tracker that repeats the
   initial box) are scored on the validation sequences with the GOT-10k toolkit convention (AO /
   SR0.5, first frame excluded, fully covered frames excluded), one report with both trackers.
@@ -35,7 +36,7 @@ import numpy as np
 from grm_jax.datasets.registry import TRAIN, resolve
 from grm_jax.run_config import RunConfig
 
-__all__ = ["ACCELERATOR_RECIPE", "CPU_RECIPE", "SAMPLE_TRAIN_SEQUENCES", "SAMPLE_VAL_SEQUENCES", "SampleRecipe",
+__all__ = ["SAMPLE_CONFIGS", "SAMPLE_TRAIN_SEQUENCES", "SAMPLE_VAL_SEQUENCES",
            "after_sample_training", "sample_data_folder", "sample_run_config", "uses_sample_data"]
 
 # Many short generated sequences: with 48 the reduced model learnt a centre prior and tracked no
@@ -46,33 +47,10 @@ SAMPLE_VAL_SEQUENCES = 6
 SAMPLE_BENCHMARK = "sample_val"
 OURS, BASELINE = "GRM (this run)", "first-frame box"
 SAMPLE_REPORT_DIR = "eval_sample"  # <workdir>/eval_sample: both trackers' result files and the report
-_EPOCHS, _DROP_EPOCH = 10, 8  # the schedule is cut into 10 epochs; LR x0.1 after 80 % of the steps
 
 
-@dataclasses.dataclass(frozen=True)
-class SampleRecipe:
-    """steps x batch pairs at learning rate ``lr`` for every parameter group (random init);
-    ``model``: ModelConfig fields that replace the configured ones (None = the configured model);
-    ``center_jitter``: search-crop centre jitter (the official 3 puts the target anywhere in the
-    crop; 1 keeps it so near the centre that the model learns to answer "the centre"; 2 makes
-    it search while still learning within minutes)."""
-
-    steps: int
-    batch: int
-    lr: float
-    model: dict | None = None
-    weight_decay: float = 1e-4
-    center_jitter: float = 2.0
-
-
-# Measured on the 2-core CPU (README, "What you will see"): about 52 pairs/s whatever the batch, so
-# a small batch gives the most updates; about 8.5 minutes in all.
-CPU_RECIPE = SampleRecipe(
-    steps=2800, batch=8, lr=7e-4,
-    model=dict(embed_dim=128, depth=4, num_heads=4, head_channels=64, patch_size=16, template_size=64,
-               search_size=128, predictor_hidden=(64, 32), drop_path_rate=0.0))
-# Not measured on an accelerator yet: sized from the ViT-B step cost for a few minutes of training.
-ACCELERATOR_RECIPE = SampleRecipe(steps=1000, batch=32, lr=2e-4)
+# The sample run's config file per backend (configs/grm_sample_*.py: model, schedule, data, jitter).
+SAMPLE_CONFIGS = {"cpu": "grm_sample_cpu", "accelerator": "grm_sample_accelerator"}
 
 
 def uses_sample_data(run: RunConfig) -> bool:
@@ -98,38 +76,44 @@ def _global_batch(batch: int, num_devices: int, num_processes: int) -> int:
     return max(unit, math.ceil(batch / unit) * unit)
 
 
+def _with_user_values(base: RunConfig, run: RunConfig, skip: tuple[str, ...]) -> RunConfig:
+    """``base`` with the values the user set on the command line (``run.overridden``, except
+    ``skip``) and the user's dataset roots."""
+    tree, user = base.to_dict(), run.to_dict()
+    keys = [k for k in sorted(run.overridden) if not k.startswith(skip)]
+    for key in keys:
+        *path, leaf = key.split(".")
+        src, dst = user, tree
+        for part in path:
+            src, dst = src[part], dst[part]
+        dst[leaf] = src[leaf]
+    tree["data"]["roots"] = {**user["data"]["roots"], **{k: v for k, v in tree["data"]["roots"].items() if v}}
+    return RunConfig.from_configdict(tree, name=base.name, overridden=keys)
+
+
 def sample_run_config(run: RunConfig, backend: str, num_devices: int,
                       num_processes: int) -> tuple[RunConfig, str]:
-    """The run config of the sample run and the banner announcing it (see module doc).
-
-    backend: ``jax.default_backend()`` ('cpu', 'gpu', 'tpu'): 'cpu' gets the reduced model.
-    Generates the sample data (once; a few seconds) into :func:`sample_data_folder`."""
+    """The run config of the sample run and the banner announcing it (see module doc): the
+    bundled config ``SAMPLE_CONFIGS[backend]`` plus the values set on the command line (an MAE
+    file is not used with the reduced CPU model). The global batch is rounded up to a multiple of
+    the devices and processes. Generates the sample data (once; a few seconds) into
+    :func:`sample_data_folder`."""
     from data_pipelines.sources.sample import ensure_sample_dataset  # noqa: PLC0415
+    from grm_jax.configuration import load_run_config  # noqa: PLC0415
 
-    recipe = CPU_RECIPE if backend == "cpu" else ACCELERATOR_RECIPE
-    model = run.model if recipe.model is None else run.model.replace(**recipe.model)
-    batch = _global_batch(recipe.batch, num_devices, num_processes)
-    steps = recipe.steps if run.train.max_steps is None else min(recipe.steps, run.train.max_steps)
-    per_epoch = max(recipe.steps // _EPOCHS, 1)
-    keep_mae = run.init.mae is not None and recipe.model is None
-    t = run.train
-    lrs = (dict(lr=t.lr, backbone_lr_mult=t.backbone_lr_mult, divide_lr=t.divide_lr) if keep_mae else
-           dict(lr=recipe.lr, backbone_lr_mult=1.0, divide_lr=recipe.lr))
-    train = dataclasses.replace(
-        t, batch_size=batch, epochs=_EPOCHS, lr_drop_epoch=_DROP_EPOCH, max_steps=steps,
-        weight_decay=recipe.weight_decay, checkpoint_every_steps=max(steps // 4, 1), keep_checkpoints=1,
-        log_every_steps=max(min(t.log_every_steps, steps // 20), 1), eval_after=True, **lrs)
+    name = SAMPLE_CONFIGS["cpu" if backend == "cpu" else "accelerator"]
+    base = load_run_config(name)
+    new = _with_user_values(base, run, skip=("init.mae",) if backend == "cpu" else ())
     folder = ensure_sample_dataset(sample_data_folder(run), num_train=SAMPLE_TRAIN_SEQUENCES,
                                    num_val=SAMPLE_VAL_SEQUENCES)
-    data = dataclasses.replace(
-        run.data, roots={**run.data.roots, "sample": folder}, datasets=("sample_train",), ratios=(1.0,),
-        samples_per_epoch=per_epoch * batch,
-        search_jitter=dataclasses.replace(run.data.search_jitter, center=recipe.center_jitter),
-        num_workers=0 if backend == "cpu" else min(run.data.num_workers, os.cpu_count() or 1))
-    new = run.replace(model=model, train=train, data=data,
-                      init=run.init if keep_mae else dataclasses.replace(run.init, mae=None),
-                      eval=dataclasses.replace(run.eval, batch_sequences=SAMPLE_VAL_SEQUENCES))
-    return new, _banner(run, new, backend, folder, per_epoch * _DROP_EPOCH)
+    batch = _global_batch(new.train.batch_size, num_devices, num_processes)
+    per_epoch = max(base.data.samples_per_epoch // base.train.batch_size, 1)
+    new = new.replace(train=dataclasses.replace(new.train, batch_size=batch),
+                      data=dataclasses.replace(new.data, roots={**new.data.roots, "sample": folder},
+                                               samples_per_epoch=per_epoch * batch,
+                                               num_workers=min(new.data.num_workers, os.cpu_count() or 1)))
+    mae_ignored = backend == "cpu" and run.init.mae is not None
+    return new, _banner(run, new, name, backend, folder, per_epoch * new.train.lr_drop_epoch, mae_ignored)
 
 
 def _describe(m) -> str:
@@ -137,14 +121,17 @@ def _describe(m) -> str:
             f"template {m.template_size} / search {m.search_size} px")
 
 
-def _banner(old: RunConfig, new: RunConfig, backend: str, folder: str, drop_step: int) -> str:
+def _banner(old: RunConfig, new: RunConfig, name: str, backend: str, folder: str, drop_step: int,
+            mae_ignored: bool) -> str:
     t = new.train
     reduced = new.model != old.model
     init = f"MAE weights {new.init.mae}" if new.init.mae else "random weights"
     drop = f", x0.1 from step {drop_step}" if drop_step < t.max_steps else ""
     lines = [
         "=" * 78,
-        "No training dataset configured (config.data.roots.*): a SHORT DEMONSTRATION RUN on generated sample data.",
+        "No training dataset configured (config.data.roots.*, ~/.config/grm_jax/datasets.json, GRM_DATA_ROOT;",
+        "grm-jax --mode=datasets shows them): a SHORT DEMONSTRATION RUN on generated sample data,",
+        f"  config:   configs/{name}.py (plus your --config.* values) instead of {old.name}",
         f"  data:     {SAMPLE_TRAIN_SEQUENCES} generated training / {SAMPLE_VAL_SEQUENCES} validation sequences in "
         f"{folder}",
         (f"  model:    REDUCED GRM for the {backend.upper()}: {_describe(new.model)}" if reduced else
@@ -153,8 +140,8 @@ def _banner(old: RunConfig, new: RunConfig, backend: str, folder: str, drop_step
     if reduced:
         lines.append(f"            (configured: {_describe(old.model)}; same code, division in blocks "
                      f"{','.join(map(str, new.model.divide_layers))})")
-        if old.init.mae:
-            lines.append("            config.init.mae is ignored: the MAE weights do not fit the reduced model")
+    if mae_ignored:
+        lines.append("            config.init.mae is ignored: the MAE weights do not fit the reduced model")
     lines += [
         f"  schedule: {t.max_steps} steps x {t.batch_size} pairs from {init}, LR {t.lr:g}{drop}, search-crop "
         f"centre jitter {new.data.search_jitter.center:g}",

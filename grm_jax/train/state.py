@@ -3,8 +3,8 @@
 ``TrainState`` is a pytree: params, batch_stats (BatchNorm running statistics), opt_state, step
 (number of optimizer steps taken) and rng (base key; step ``s`` uses ``fold_in(rng, s)``).
 
-Placement: one ``Mesh`` over all devices (all processes) with a single axis ``'data'``. Batches are
-split along ``'data'``; the state is replicated, or, with ``shard_params`` (FSDP style, for
+Placement: one ``Mesh`` over all devices (all processes), made by the one mesh helper
+``grm_jax.distributed.batch_mesh`` (axis ``'batch'``). Batches are split along ``'batch'``; the state is replicated, or, with ``shard_params`` (FSDP style, for
 ViT-L), every large array (params and the matching AdamW moments) is split along its largest
 dimension that the device count divides; XLA inserts the all-gathers / reduce-scatters.
 """
@@ -19,12 +19,12 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from grm_jax.distributed import BATCH_AXIS, replicated_sharding
 from grm_jax.model.grm import GRM, init_variables
 
-__all__ = ["TrainState", "DATA_AXIS", "make_mesh", "batch_sharding", "replicated", "leaf_sharding",
+__all__ = ["TrainState", "leaf_sharding",
            "state_shardings", "create_state", "abstract_state", "SHARD_MIN_SIZE"]
 
-DATA_AXIS = "data"
 SHARD_MIN_SIZE = 1 << 16  # arrays with fewer elements stay replicated under shard_params
 
 
@@ -41,32 +41,18 @@ class TrainState:
         return {"params": self.params, "batch_stats": self.batch_stats}
 
 
-def make_mesh(devices=None) -> Mesh:
-    """1-D mesh over ``devices`` (default: every device of every process) named 'data'."""
-    devices = jax.devices() if devices is None else list(devices)
-    return Mesh(np.asarray(devices), (DATA_AXIS,))
-
-
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, P(DATA_AXIS))
-
-
-def replicated(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, P())
-
-
 def leaf_sharding(shape, mesh: Mesh, shard_params: bool) -> NamedSharding:
     """Replicated, or (shard_params) split along the largest dim divisible by the mesh size."""
-    n = mesh.shape[DATA_AXIS]
+    n = mesh.shape[BATCH_AXIS]
     if not shard_params or n == 1 or int(np.prod(shape, dtype=np.int64)) < SHARD_MIN_SIZE:
-        return replicated(mesh)
+        return replicated_sharding(mesh)
     dims = sorted(range(len(shape)), key=lambda i: (-shape[i], i))
     for i in dims:
         if shape[i] % n == 0:
             spec = [None] * len(shape)
-            spec[i] = DATA_AXIS
+            spec[i] = BATCH_AXIS
             return NamedSharding(mesh, P(*spec))
-    return replicated(mesh)
+    return replicated_sharding(mesh)
 
 
 def state_shardings(state_shape: TrainState, mesh: Mesh, shard_params: bool = False) -> TrainState:

@@ -26,7 +26,8 @@ import optax
 
 from grm_jax.model.grm import GRM
 from grm_jax.train import loss as loss_lib
-from grm_jax.train.state import TrainState, batch_sharding, replicated
+from grm_jax.distributed import batch_sharding, replicated_sharding
+from grm_jax.train.state import TrainState
 
 __all__ = ["STEP_KEYS", "make_train_step", "put_batch", "step_rngs"]
 
@@ -51,7 +52,7 @@ def make_train_step(model: GRM, tx: optax.GradientTransformation, lr_fn: Callabl
                     mesh=None, state_sharding=None, donate: bool = True):
     """Returns ``step(state, batch) -> (new_state, metrics)``.
 
-    With ``mesh`` the function is jitted with explicit shardings: batch split along 'data',
+    With ``mesh`` the function is jitted with explicit shardings: batch split along 'batch',
     state as ``state_sharding`` (default replicated), metrics replicated. ``batch`` must then be
     a dict of global arrays (see ``put_batch``) or host arrays of the full batch (single process).
     """
@@ -77,14 +78,14 @@ def make_train_step(model: GRM, tx: optax.GradientTransformation, lr_fn: Callabl
     if mesh is None:
         return jax.jit(train_step, donate_argnums=donate_argnums)
     data = batch_sharding(mesh)
-    repl = replicated(mesh)
+    repl = replicated_sharding(mesh)
     state_in = state_sharding if state_sharding is not None else repl
     return jax.jit(train_step, in_shardings=(state_in, data), out_shardings=(state_in, repl),
                    donate_argnums=donate_argnums)
 
 
 def put_batch(batch: Mapping[str, np.ndarray], mesh, global_batch_size: int | None = None) -> dict:
-    """This process's part of the batch (host arrays) -> global arrays split along 'data'.
+    """This process's part of the batch (host arrays) -> global arrays split along 'batch'.
 
     In a single process the local batch is the global batch. With several processes each one
     passes its own rows (global_batch / process_count, in process order).

@@ -19,7 +19,7 @@ __all__ = ["WorkdirLock", "write_run_files"]
 
 
 def write_run_files(workdir: pathlib.Path, run: RunConfig, model_config: ModelConfig) -> None:
-    """Writes ``model_config.json`` and ``config.json``; refuses a workdir whose checkpoints were
+    """Writes ``model_config.json``, ``track_config.json`` (the run's track section) and ``config.json``; refuses a workdir whose checkpoints were
     trained with another model (WorkdirError naming the differing fields)."""
     existing = workdir / ckpt_lib.CONFIG_FILE
     if existing.is_file() and ckpt_lib.checkpoint_steps(workdir):
@@ -29,6 +29,6 @@ def write_run_files(workdir: pathlib.Path, run: RunConfig, model_config: ModelCo
                     for f in dataclasses.fields(old) if getattr(old, f.name) != getattr(model_config, f.name)]
             raise WorkdirError(f"{workdir} holds checkpoints of another model ({existing}: {'; '.join(diff)})",
                                hint="train into a new --workdir, or restore the model settings of that run")
-    ckpt_lib.write_model_config(workdir, model_config)
+    ckpt_lib.write_model_config(workdir, model_config, run.track)
     text = json.dumps({"name": run.name, **run.to_dict()}, indent=2, sort_keys=True) + "\n"
     atomic_write_text(workdir / ckpt_lib.RUN_CONFIG_FILE, text)
