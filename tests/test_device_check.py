@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import REAL_SEQUENCES
+from conftest import timeout_s
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -26,13 +26,12 @@ assert not any(m.split('.')[0] in ('grain', 'ml_collections') for m in sys.modul
 
 
 @pytest.mark.slow  # about 40 s of CPU: compiles a micro train step and tracks real frames
-@pytest.mark.real_data
-def test_device_check_smoke_without_grain(tmp_path):
+def test_device_check_smoke_without_grain(tmp_path, real_sequences):
     out = tmp_path / "dc"
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     proc = subprocess.run([sys.executable, "-c", BLOCKER, "--smoke", "--out", str(out), "--sequences",
-                           str(REAL_SEQUENCES), "--stages", "roofline,agreement"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+                           str(real_sequences), "--stages", "roofline,agreement"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s(150))
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "device_check.json").read_text())
     assert report["smoke"] and report["environment"]["backend"] == "cpu"

@@ -225,7 +225,7 @@ def _jax_env(cache_dir):
 def _trax_scenario(scenario, model_dir, tmp_path):
     env = _jax_env(tmp_path / "jax-cache")
     proc = subprocess.run([sys.executable, "-c", TRAX_DRIVER, scenario, str(model_dir)], capture_output=True,
-                          text=True, timeout=600, env=env, cwd=tmp_path)
+                          text=True, timeout=timeout_s(150), env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -268,11 +268,11 @@ def test_trax_server_exits_on_garbage(model_dir, tmp_path):
     }
     for garbage, message in cases.items():
         proc = subprocess.run([sys.executable, "-m", "grm_jax.vot", "--model", str(model_dir)], input=garbage,
-                              capture_output=True, timeout=600, env=env)
+                              capture_output=True, timeout=timeout_s(150), env=env)
         err = proc.stderr.decode()
         assert proc.returncode == 2, (garbage, err[-3000:])
         assert err.startswith("grm-jax-vot: error: TraX: ") and message in err, (garbage, err[-3000:])
         assert "Traceback" not in err and b'@@TRAX:quit "trax.reason=' in proc.stdout, err[-3000:]
     proc = subprocess.run([sys.executable, "-m", "grm_jax.vot", "--model", str(model_dir), "--verbose"],
-                          input=b"garbage\n", capture_output=True, timeout=600, env=env)
+                          input=b"garbage\n", capture_output=True, timeout=timeout_s(150), env=env)
     assert proc.returncode == 2 and b"Traceback" in proc.stderr and b"unrecognized arguments" not in proc.stderr
