@@ -56,6 +56,7 @@ def _convert(src, dst, tmp_path, prelude=""):
                           text=True, timeout=timeout_s(300), env=subprocess_env())
 
 
+@pytest.mark.slow
 def test_sigkill_mid_conversion_keeps_the_old_model(sources, tmp_path):
     _, src, old_scale = sources
     dst = _fresh_dst(sources, tmp_path)
@@ -96,6 +97,7 @@ io_utils._exchange = _exchange_then_die
 
 
 @pytest.mark.parametrize("fault, expect_new", [(KILL_BEFORE_SWAP, False), (KILL_AFTER_EXCHANGE, True)])
+@pytest.mark.slow
 def test_kill_at_the_swap_point(sources, tmp_path, fault, expect_new):
     _, src, old_scale = sources
     dst = _fresh_dst(sources, tmp_path)

@@ -33,6 +33,10 @@ L320_SHAPED = ModelConfig(embed_dim=32, depth=2, num_heads=2, head_channels=16, 
                           predictor_hidden=(16, 8), drop_path_rate=0.0)
 
 
+# one worker builds the module's model directory (l320_dir) for all its tests (--dist loadgroup)
+pytestmark = pytest.mark.xdist_group("model_track")
+
+
 @pytest.fixture(scope="module")
 def l320_dir(tmp_path_factory):
     variables = init_variables(GRM(L320_SHAPED), jax.random.PRNGKey(0))
@@ -54,6 +58,7 @@ def bench(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_l320_model_evaluated_with_grm_config_crops_at_factor_5(l320_dir, bench, tmp_path, capsys):
     assert json.loads((l320_dir / ckpt_lib.TRACK_FILE).read_text())["search_factor"] == 5.0
     run = load_run_config("grm")  # its track section says factor 4

@@ -55,6 +55,7 @@ def test_train_column():
     assert pairs_s > 0 and compile_s > 0
 
 
+@pytest.mark.slow
 def test_roofline_smoke(tmp_path, capsys):
     """speed.py --roofline on the micro model: forward and train rows with XLA FLOPs, a measured GEMM
     peak and the fraction of it (values printed, never asserted beyond being sane)."""

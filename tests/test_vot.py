@@ -253,6 +253,7 @@ def test_trax_server_refuses_bad_requests_without_hanging(model_dir, tmp_path):
 
 
 @pytest.mark.multiprocess
+@pytest.mark.slow
 def test_trax_server_exits_on_garbage(model_dir, tmp_path):
     """17.6: bytes that are not TraX (and a malformed TraX line) end the server with one line and
     exit status 2 once the client closes the pipe; never a hang, never a traceback. --verbose is
