@@ -98,12 +98,12 @@ def _convert(args):
 def main(argv=None) -> int:
     """Entry point; returns the exit status (0 ok, 2 bad input)."""
     args = build_parser().parse_args(argv)
-    from grm_jax.errors import USER_ERRORS, report_user_error  # noqa: PLC0415
+    from grm_jax.errors import report_error  # noqa: PLC0415
 
     try:
         out, config, note = _convert(args)
-    except USER_ERRORS as err:
-        return report_user_error(err, args.verbose)
+    except Exception as err:  # noqa: BLE001  (GrmError: one line; anything else: a bug, with its traceback)
+        return report_error(err, args.verbose)
     print(f"wrote {out} ({config.embed_dim}-d, depth {config.depth}, {config.num_heads} heads, "
           f"template {config.template_size}, search {config.search_size}); {note}")
     return 0

@@ -26,7 +26,7 @@ import sys
 
 import numpy as np
 
-from grm_jax.errors import USER_ERRORS, ConfigError, DataError, report_user_error
+from grm_jax.errors import ConfigError, DataError, report_error
 from grm_jax.run_config import DTYPES
 
 __all__ = ["ENV_VARS", "build_tracker", "main", "parse_args", "region_to_box", "serve"]
@@ -154,8 +154,8 @@ def main(argv=None) -> int:
 
         with Server([Region.RECTANGLE], [Image.PATH, Image.MEMORY], tracker_name=TRACKER_NAME) as server:
             serve(tracker, server)
-    except USER_ERRORS as err:  # ValueError: e.g. a threshold outside [0, 1)
-        return report_user_error(err, bool(os.environ.get("GRM_VOT_DEBUG")), prefix="grm-jax-vot: error")
+    except Exception as err:  # noqa: BLE001  (GrmError: one line; anything else: a bug, with its traceback)
+        return report_error(err, bool(os.environ.get("GRM_VOT_DEBUG")), prefix="grm-jax-vot: error")
     return 0
 
 
