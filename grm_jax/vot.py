@@ -48,8 +48,8 @@ def parse_args(argv=None, environ=None) -> argparse.Namespace:
     parser.add_argument("--dtype", choices=DTYPES,
                         help="compute dtype (env GRM_DTYPE; default: the config's track.dtype)")
     parser.add_argument("--config", help="run config (bundled name or file) whose 'track' section gives the "
-                                         "crop factors, precision and attention (env GRM_CONFIG; default: "
-                                         "grm_jax.run_config.TrackConfig defaults, i.e. the ViT-B recipe)")
+                                         "precision and attention (env GRM_CONFIG); crop factors and clip margin "
+                                         "are the model's own (track_config.json), see README 'Run configs'")
     args = parser.parse_args(argv)
     for name, var in ENV_VARS.items():
         if getattr(args, name) is None and environ.get(var):
