@@ -83,9 +83,11 @@ TERMINATED_EXIT = 143
 USER_ERRORS = (GrmError, OSError, ValueError)
 
 
-def report_user_error(err: BaseException, verbose: bool = False, prefix: str = "error") -> int:
+def report_user_error(err: BaseException, verbose: bool = False, prefix: str = "error",
+                      verbose_hint: str = "run with --verbose for the traceback") -> int:
     """Prints ``err`` for a person (``user_message()`` for a GrmError, ``Type: text`` otherwise)
-    to stderr, with the traceback when ``verbose``; returns the exit status 2."""
+    to stderr, with the traceback when ``verbose`` (else ``verbose_hint``, naming how to get it);
+    returns the exit status 2."""
     import sys  # noqa: PLC0415
     import traceback  # noqa: PLC0415
 
@@ -94,5 +96,5 @@ def report_user_error(err: BaseException, verbose: bool = False, prefix: str = "
     message = err.user_message() if isinstance(err, GrmError) else f"{type(err).__name__}: {err}"
     print(f"{prefix}: {message}", file=sys.stderr)
     if not verbose:
-        print("  (run with --verbose for the traceback)", file=sys.stderr)
+        print(f"  ({verbose_hint})", file=sys.stderr)
     return 2

@@ -24,6 +24,7 @@ from grm_jax.export import load_exported
 from grm_jax.export.build import export_step, load_step_spec, step_avals
 from grm_jax.export.loader import ExportError, check_custom_calls
 from grm_jax.export.onnx_loader import load_onnx
+from conftest import timeout_s
 from train_utils import REPO, subprocess_env
 
 CALLBACK = "xla_ffi_python_cpu_callback"
@@ -86,7 +87,7 @@ def test_custom_call_outside_the_allow_list_never_runs(export_dir, tmp_path, mon
     (directory / "step.jaxexport").write_bytes(_callback_export(export_dir[1], marker, monkeypatch))
     _resum(directory, "step.jaxexport")
     run = subprocess.run([sys.executable, "-c", CHILD, str(directory)], cwd=REPO, capture_output=True, text=True,
-                         timeout=300, env=subprocess_env(tmp_path / "cache"))
+                         timeout=timeout_s(300), env=subprocess_env())
     assert run.returncode == 0, (run.returncode, run.stderr[-2000:])  # (it used to be -11, SIGSEGV)
     error = json.loads(run.stdout.splitlines()[-1])["error"]
     assert error == (f"ExportError: {directory / 'step.jaxexport'}: the module calls custom_call target "
