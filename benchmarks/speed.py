@@ -4,6 +4,10 @@
     python benchmarks/speed.py --model vit_b --json speed.json   # ViT-B/16 256, random weights
     python benchmarks/speed.py --model vit_b --batches 1,8,32,128 --dtypes float32,bfloat16   # GPU/TPU
     python benchmarks/speed.py --model vit_b --breakdown         # where one frame's time goes
+    python benchmarks/speed.py --roofline --model vit_b --batches 2,8   # forward / train step vs GEMM peak
+
+``--roofline`` runs ``benchmarks/roofline.py`` with the other arguments (its own options: time per
+step, pairs/s, XLA cost-analysis FLOPs, a measured GEMM peak and the fraction of it).
 
 One row per (dtype, attention) variant; the columns:
 * forward ms: the jitted tracking step (normalize, network, Hann window, box decode) at batch
@@ -358,6 +362,11 @@ def markdown(out: dict) -> str:
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--roofline" in argv:
+        from benchmarks import roofline  # noqa: PLC0415
+
+        return roofline.main([a for a in argv if a != "--roofline"])
     args = parse_args(argv)
     out = measure(args)
     print(markdown(out), flush=True)

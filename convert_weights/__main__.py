@@ -25,9 +25,11 @@ most used flags, one example each:
   --set        python -m convert_weights mae mae_pretrain_vit_base.pth models/m --config configs/grm_got.py --set model.search_size=320
   --verbose    python -m convert_weights grm broken.pth.tar models/x --verbose   (traceback on errors)
 
-Bad input (unreadable or unsafe file, wrong architecture, NaN/Inf weights) prints one line naming
-the file, key or value (plus a hint) and exits with status 2. `python -m convert_weights grm -h`
-lists every option of a subcommand.
+Bad input (unreadable or unsafe file, wrong architecture, NaN/Inf weights, a file claiming more
+tensor data than its model needs) prints one line naming the file, key or value (plus a hint) and
+exits with status 2. DST is written beside itself and swapped in atomically: an existing model
+directory there is replaced whole, or kept if the run fails or is killed.
+`python -m convert_weights grm -h` lists every option of a subcommand.
 """
 
 

@@ -210,7 +210,9 @@ class PairProcessor:
             images = {k: _to_gray3(v) for k, v in images.items()}
         if rng.random() < self.flip_prob:
             boxes = {k: _flip_box_pixels(boxes[k], images[k].shape[1]) for k in images}
-            images = {k: np.ascontiguousarray(v[:, ::-1, :]) for k, v in images.items()}
+            # a reversed VIEW: only the crop's pixels are copied later (np.pad), the same values as from a
+            # flipped copy of the whole frame (benchmarks/pipeline_speed.py: one full-frame copy less per image)
+            images = {k: v[:, ::-1, :] for k, v in images.items()}
         out: dict[str, Any] = {}
         for key, spec in (("template", self.template), ("search", self.search)):
             jit = jitter_box(boxes[key], spec.center_jitter, spec.scale_jitter, rng)

@@ -8,6 +8,8 @@ A model directory (written by the converters and at the end of training):
                                 (``sha256sum -c`` format)
 ``load_model`` verifies a model directory against ``weights.sha256`` before reading anything
 else, and refuses a directory without one, a changed or missing file, or an unlisted file.
+Only regular files inside ``variables/`` are ever opened: a symlink, FIFO or device there is refused.
+``save_model`` writes a new directory beside the target and swaps it in atomically.
 A training work directory (written by ``grm_jax.train``):
     <workdir>/model_config.json         ModelConfig as JSON (a workdir is also a model directory)
     <workdir>/track_config.json         the run's track settings (crop factors, clip margin)

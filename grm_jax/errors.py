@@ -95,10 +95,12 @@ class ConfigFileError(ConfigError):
         self.details = details
 
 
-def report_error(err: BaseException, verbose: bool = False, prefix: str = "error") -> int:
+def report_error(err: BaseException, verbose: bool = False, prefix: str = "error",
+                 verbose_hint: str = "run with --verbose for the traceback") -> int:
     """Prints ``err`` to stderr and returns the exit status: a GrmError as one line (plus its hint,
-    plus the traceback of a config file's own code, plus the full traceback with ``verbose``) -> 2;
-    anything else as a bug: its traceback and a request to report it -> BUG_EXIT."""
+    plus the traceback of a config file's own code, plus the full traceback with ``verbose``, else
+    ``verbose_hint`` naming how to get it) -> 2; anything else as a bug: its traceback and a
+    request to report it -> BUG_EXIT."""
     import sys  # noqa: PLC0415
     import traceback  # noqa: PLC0415
 
@@ -113,7 +115,7 @@ def report_error(err: BaseException, verbose: bool = False, prefix: str = "error
         print(err.details.rstrip(), file=sys.stderr)
     print(f"{prefix}: {err.user_message()}", file=sys.stderr)
     if not verbose:
-        print("  (run with --verbose for the traceback)", file=sys.stderr)
+        print(f"  ({verbose_hint})", file=sys.stderr)
     return 2
 
 

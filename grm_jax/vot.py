@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
+import threading
 
 import numpy as np
 
-from grm_jax.errors import ConfigError, DataError, report_error
+from grm_jax.errors import USER_ERRORS, ConfigError, DataError, report_error
 from grm_jax.run_config import DTYPES
 
 __all__ = ["ENV_VARS", "build_tracker", "main", "parse_args", "region_to_box", "serve"]
@@ -50,7 +52,10 @@ def parse_args(argv=None, environ=None) -> argparse.Namespace:
     parser.add_argument("--config", help="run config (bundled name or file) whose 'track' section gives the "
                                          "precision and attention (env GRM_CONFIG); crop factors and clip margin "
                                          "are the model's own (track_config.json), see README 'Run configs'")
+    parser.add_argument("--verbose", action="store_true",
+                        help="print the traceback of an error (env GRM_VOT_DEBUG=1 does the same)")
     args = parser.parse_args(argv)
+    args.verbose = args.verbose or environ.get("GRM_VOT_DEBUG", "") not in ("", "0")
     for name, var in ENV_VARS.items():
         if getattr(args, name) is None and environ.get(var):
             value = environ[var]
@@ -125,10 +130,14 @@ def _frame(images) -> np.ndarray:
 
 
 def serve(tracker, server) -> int:
-    """Answers TraX requests on ``server`` until the client quits; returns the frames tracked."""
+    """Answers TraX requests on ``server`` until the client quits; returns the frames tracked.
+    Every frame must have the size of the initialization frame (DataError naming the frame, as
+    in track mode: a box for another image size would lie outside it)."""
     from trax import Rectangle, TraxStatus  # noqa: PLC0415
 
-    tracked = 0
+    from grm_jax.track.frames import check_same_size  # noqa: PLC0415
+
+    tracked, first_hw = 0, None
     while True:
         request = server.wait()
         if request.type == TraxStatus.QUIT:
@@ -137,25 +146,123 @@ def serve(tracker, server) -> int:
             if len(request.objects) != 1:
                 raise DataError(f"VOT: one object expected, got {len(request.objects)}")
             region = request.objects[0][0]
-            tracker.initialize(_frame(request.image), region_to_box(region))
+            frame = _frame(request.image)
+            tracker.initialize(frame, region_to_box(region))
+            first_hw, tracked = frame.shape[:2], 0
             server.status([(region, {})])
         elif request.type == TraxStatus.FRAME:
-            x, y, w, h = tracker.track(_frame(request.image)).tolist()
+            if first_hw is None:
+                raise DataError("VOT: a frame arrived before the tracker was initialized")
+            frame = check_same_size(_frame(request.image), first_hw, f"VOT frame {tracked + 1}")
+            x, y, w, h = tracker.track(frame).tolist()
             server.status([(Rectangle.create(x, y, w, h), {})])
             tracked += 1
 
 
+# What the guard in front of libtrax lets through (see _guard_stdin): one TraX message per line.
+_MAX_MESSAGE = 256 << 20  # bytes: a 4K RGB frame sent in memory is ~33 MB of base64
+_MESSAGE = re.compile(rb'@@TRAX:(initialize|frame|quit)((?: +"(?:[^"\\]|\\.)*")*) *\r?\n?')
+_ARGUMENT = re.compile(rb'"((?:[^"\\]|\\.)*)"')
+_REGION = re.compile(rb"-?[0-9.eE+-]+(?:,-?[0-9.eE+-]+)+|m[0-9,]+")  # rectangle / polygon numbers, or a mask
+
+
+def message_problem(line: bytes) -> str | None:
+    """Why ``line`` is not a TraX client message this server lets through to libtrax (None when
+    it is). libtrax (vot-trax 4.0.2) crashes or allocates without bound on some malformed
+    messages ('@@TRAX:initialize nonsense' grew to 18 GB, '@@TRAX:initialize' alone segfaults),
+    so only well-formed lines reach it: a known command, quoted arguments only, an initialize
+    line holding one region (vot-trax sends the region line, then the images in a frame line;
+    :func:`_guard_stdin` passes the two on together only)."""
+    if len(line) > _MAX_MESSAGE:
+        return f"a message longer than {_MAX_MESSAGE >> 20} MB"
+    match = _MESSAGE.fullmatch(line)
+    if match is None:
+        return f"not a TraX message: {line[:60]!r}"
+    command, args = match.group(1), _ARGUMENT.findall(match.group(2))
+    if command == b"initialize" and (len(args) != 1 or not _REGION.fullmatch(args[0])):
+        return f"malformed TraX initialize message (one object's region expected): {line[:60]!r}"
+    if command == b"frame" and not args:
+        return f"malformed TraX frame message (no image): {line[:60]!r}"
+    return None
+
+
+def _guard_stdin() -> dict:
+    """Puts a checking pump between the client (the real stdin) and libtrax (which reads fd 0):
+    each line passes only when :func:`message_problem` finds nothing; otherwise the pump records
+    the problem in the returned dict ('problem') and closes libtrax's input, so its wait fails
+    and the server exits naming the problem."""
+    state = {"problem": None}
+    client = os.dup(0)
+    read_end, write_end = os.pipe()
+    os.dup2(read_end, 0)
+    os.close(read_end)
+
+    def pump():
+        with os.fdopen(client, "rb") as src, os.fdopen(write_end, "wb") as dst:
+            while True:
+                line = src.readline(_MAX_MESSAGE + 1)
+                if not line:
+                    return
+                state["problem"] = message_problem(line)
+                if state["problem"] is None and line.startswith(b"@@TRAX:initialize"):
+                    images = src.readline(_MAX_MESSAGE + 1)
+                    state["problem"] = (message_problem(images) if images.startswith(b"@@TRAX:frame")
+                                        else "a TraX initialize message without its images")
+                    line += images
+                if state["problem"] is not None:
+                    return
+                dst.write(line)
+                dst.flush()
+
+    threading.Thread(target=pump, name="trax-guard", daemon=True).start()
+    return state
+
+
+def _run_server(tracker) -> None:
+    """Serves one TraX session. An error ends the session with a TraX quit message that carries
+    the error's line (the client sees it) and is then raised; vot-trax's own ``with`` handler,
+    which prints a traceback first, is not used."""
+    from trax import Image, Region, Server  # noqa: PLC0415
+
+    guard = _guard_stdin()
+    server = Server([Region.RECTANGLE], [Image.PATH, Image.MEMORY], tracker_name=TRACKER_NAME)
+    try:
+        serve(tracker, server)
+    except BaseException as err:
+        if guard["problem"] is not None:
+            err = DataError(f"TraX: {guard['problem']}")
+        reason = err.user_message().splitlines()[0] if hasattr(err, "user_message") else f"{type(err).__name__}: {err}"
+        try:
+            server.quit(reason=reason)
+        except Exception:  # noqa: BLE001  (the client is gone: nothing to tell it)
+            pass
+        if isinstance(err, DataError) and guard["problem"] is not None:
+            raise err from None
+        raise
+    server.quit()
+
+
 def main(argv=None) -> int:
-    """Console entry point (``grm-jax-vot`` / ``python -m grm_jax.vot``): 0 ok, 2 bad input."""
+    """Console entry point (``grm-jax-vot`` / ``python -m grm_jax.vot``): 0 ok, 2 bad input or a
+    broken TraX session (one line on stderr; --verbose or GRM_VOT_DEBUG=1 add the traceback)."""
+    try:
+        from trax import TraxException  # noqa: PLC0415
+    except ImportError:
+        print("grm-jax-vot: error: the TraX server needs the vot-trax package (pip install vot-trax)",
+              file=sys.stderr)
+        return 2
+    verbose = "--verbose" in (sys.argv[1:] if argv is None else argv) or os.environ.get("GRM_VOT_DEBUG", "") not in (
+        "", "0")
     try:
         args = parse_args(argv)
-        tracker = build_tracker(args)
-        from trax import Image, Region, Server  # noqa: PLC0415
-
-        with Server([Region.RECTANGLE], [Image.PATH, Image.MEMORY], tracker_name=TRACKER_NAME) as server:
-            serve(tracker, server)
-    except Exception as err:  # noqa: BLE001  (GrmError: one line; anything else: a bug, with its traceback)
-        return report_error(err, bool(os.environ.get("GRM_VOT_DEBUG")), prefix="grm-jax-vot: error")
+        _run_server(build_tracker(args))
+    except (*USER_ERRORS, TraxException) as err:
+        if isinstance(err, TraxException):
+            err = DataError(f"TraX: {err} (the client sent something that is not a valid TraX message, or left)")
+        return report_error(err, verbose, prefix="grm-jax-vot: error",
+                            verbose_hint="run with --verbose or GRM_VOT_DEBUG=1 for the traceback")
+    except Exception as err:  # noqa: BLE001  (not a GrmError: a bug, printed with its traceback)
+        return report_error(err, True, prefix="grm-jax-vot: error")
     return 0
 
 

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import FIXTURES
+from conftest import FIXTURES, timeout_s
 from export_utils import make_model_dir
 from grm_jax import load_model
 from train_utils import REPO, subprocess_env
@@ -53,23 +53,23 @@ def _side_folders(dst):
 def _convert(src, dst, tmp_path, prelude=""):
     code = prelude + "import sys\nfrom convert_weights.__main__ import main\nsys.exit(main(sys.argv[1:]))\n"
     return subprocess.run([sys.executable, "-c", code, "grm", str(src), str(dst)], cwd=REPO, capture_output=True,
-                          text=True, timeout=300, env=subprocess_env(tmp_path / "cache"))
+                          text=True, timeout=timeout_s(300), env=subprocess_env())
 
 
 def test_sigkill_mid_conversion_keeps_the_old_model(sources, tmp_path):
     _, src, old_scale = sources
     dst = _fresh_dst(sources, tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "convert_weights", "grm", str(src), str(dst)], cwd=REPO,
-                            env=subprocess_env(tmp_path / "cache"), stdout=subprocess.DEVNULL,
+                            env=subprocess_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + timeout_s(240)
         while not any(".tmp-" in n for n in _side_folders(dst)) and proc.poll() is None:
             assert time.monotonic() < deadline, "the conversion never started writing"
             time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
     finally:
-        proc.wait(timeout=60)
+        proc.wait(timeout=timeout_s(60))
     np.testing.assert_array_equal(_norm_scale(dst), old_scale)  # old model, intact and verified
     ok = _convert(src, dst, tmp_path)
     assert ok.returncode == 0, ok.stderr[-2000:]

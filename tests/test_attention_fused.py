@@ -1,9 +1,6 @@
 """The fused inference attention (one dot_product_attention, boolean category mask) against the
 official masked formula: same decisions and maps on the grm_tiny fixture, same boxes on the real
 sequences; and the tracker's inference options (attention per backend, compute dtype)."""
-import os
-import pathlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,10 +13,6 @@ from grm_jax.model import GRM
 from grm_jax.model import attention as attn_lib
 from grm_jax.track.batched import track_sequences
 from grm_jax.track.tracker import Tracker, step_function
-
-REAL_SEQUENCES = pathlib.Path(os.environ.get(
-    "GRM_REAL_SEQUENCES", pathlib.Path(__file__).resolve().parents[2] / "shared" / "real_sequences"))
-
 
 @pytest.fixture(scope="module")
 def official():
@@ -102,12 +95,12 @@ def test_tracker_attention_and_dtype_options(official):
             t.track(frame)
 
 
-@pytest.mark.skipif(not REAL_SEQUENCES.is_dir(), reason=f"{REAL_SEQUENCES} not present")
-def test_fused_boxes_match_masked_on_real_sequences(official):
+@pytest.mark.slow
+def test_fused_boxes_match_masked_on_real_sequences(official, real_sequences):
     from grm_jax.datasets import load_benchmark
 
     config, variables, _, _ = official
-    seqs = load_benchmark("folder", REAL_SEQUENCES)
+    seqs = load_benchmark("folder", real_sequences)
     model = GRM(config)
     runs = {a: track_sequences(model, variables, seqs, None, 0.0, batch_size=len(seqs), attention=a)
             for a in ("masked", "fused")}

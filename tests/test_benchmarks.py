@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from conftest import REAL_SEQUENCES
 from grm_jax import datasets as BM
 from grm_jax.errors import ConfigError, DataError, MissingFileError
 
@@ -206,9 +205,8 @@ def test_folder_fake(tmp_path):
         BM.load_benchmark("folder", tmp_path / "s1")
 
 
-@pytest.mark.skipif(not REAL_SEQUENCES.is_dir(), reason="real sequences not present")
-def test_folder_real_sequences():
-    seqs = BM.load_benchmark("folder", REAL_SEQUENCES)
+def test_folder_real_sequences(real_sequences):
+    seqs = BM.load_benchmark("folder", real_sequences)
     by_name = {s.name: s for s in seqs}
     assert len(seqs) >= 1
     for s in seqs:

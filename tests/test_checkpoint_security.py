@@ -15,7 +15,7 @@ import pytest
 
 import convert_weights
 import grm_jax.errors
-from conftest import FIXTURES
+from conftest import FIXTURES, timeout_s
 from convert_weights import CheckpointError, convert_grm_checkpoint, convert_mae_checkpoint, load_state_dict
 from convert_weights import torch_state
 from grm_jax.configuration import load_run_config
@@ -78,19 +78,21 @@ def test_mae_payload_is_refused(tmp_path, builder, fmt):
     assert not marker.exists()
 
 
+@pytest.mark.multiprocess
 def test_cli_refuses_payload_in_one_line(tmp_path):
     marker = tmp_path / "marker"
     state = _grm_state()
     state["evil"] = _touch(marker)
     path = write_legacy(tmp_path / "evil.pth", {"net": state})
     run = subprocess.run([sys.executable, "-m", "convert_weights", "grm", path, str(tmp_path / "out")],
-                         cwd=REPO, capture_output=True, text=True)
+                         cwd=REPO, capture_output=True, text=True, timeout=timeout_s(120))
     errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
     assert len(errors) == 1 and "evil.pth: refusing to load: global 'posix.system'" in errors[0], run.stderr
     assert not marker.exists() and not (tmp_path / "out").exists()
 
 
+@pytest.mark.multiprocess
 def test_training_mae_init_refuses_payload(tmp_path):
     """launch.py --config.init.mae=EVIL on a (2-sequence) GOT-10k-layout root: refused before training."""
     from data_pipelines.sources.sample import ensure_sample_dataset
@@ -104,8 +106,8 @@ def test_training_mae_init_refuses_payload(tmp_path):
            "--workdir", str(tmp_path / "run"), "--config.data.datasets=got10k_train_all",
            "--config.data.ratios=1.0,", f"--config.data.roots.got10k={got10k}", f"--config.init.mae={path}",
            "--config.train.max_steps=1", "--config.train.batch_size=2"]
-    run = subprocess.run(cmd, env=subprocess_env(tmp_path / "cache"), cwd=REPO, capture_output=True,
-                         text=True, timeout=600)
+    run = subprocess.run(cmd, env=subprocess_env(), cwd=REPO, capture_output=True,
+                         text=True, timeout=timeout_s(600))
     assert run.returncode == 2, run.stdout[-2000:] + run.stderr[-2000:]
     assert "mae_evil.pth: refusing to load: global 'posix.system'" in run.stderr, run.stderr[-3000:]
     assert not marker.exists()
@@ -202,13 +204,14 @@ def test_unknown_storage_type_is_refused(tmp_path):
         load_state_dict(write_zip(tmp_path / "s.pth", {"net": state}), "net")
 
 
+@pytest.mark.multiprocess
 def test_cli_huge_claim_is_refused_not_crashed(tmp_path):
     state = _grm_state()
     state["backbone.pos_embed_x"] = Tensor(Storage(np.ones(16, np.float32)), 0, (1, 260_417, 192),
                                            (0, 192, 1))  # a 50M-element claim on 16 elements
     path = write_zip(tmp_path / "huge.pth.tar", {"net": state})
     run = subprocess.run([sys.executable, "-m", "convert_weights", "grm", path, str(tmp_path / "out")],
-                         cwd=REPO, capture_output=True, text=True)
+                         cwd=REPO, capture_output=True, text=True, timeout=timeout_s(120))
     assert run.returncode == 2, (run.returncode, run.stderr[-2000:])
     assert "huge.pth.tar: tensor 'backbone.pos_embed_x'" in run.stderr and "Traceback" not in run.stderr
 
@@ -230,18 +233,22 @@ def test_non_finite_weights_are_refused(tmp_path, bad):
         convert_mae_checkpoint(str(tmp_path / "mae.npz"), _tiny_config())
 
 
+@pytest.mark.multiprocess
 def test_num_heads_must_be_positive(tmp_path):
     with pytest.raises(CheckpointError, match="num_heads must be a positive integer, got -3"):
         convert_grm_checkpoint(str(GRM_NPZ), num_heads=-3)
     run = subprocess.run([sys.executable, "-m", "convert_weights", "grm", str(GRM_NPZ), str(tmp_path / "o"),
-                          "--num-heads", "0"], cwd=REPO, capture_output=True, text=True)
+                          "--num-heads", "0"], cwd=REPO, capture_output=True, text=True,
+                         timeout=timeout_s(120))
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
     assert run.stderr.splitlines()[0] == "error: --num-heads must be a positive integer, got 0"
 
 
 # 5. The CLI -------------------------------------------------------------------------------------
+@pytest.mark.multiprocess
 def test_cli_help_and_verbose(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "convert_weights", "--help"], cwd=REPO, capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "-m", "convert_weights", "--help"], cwd=REPO, capture_output=True, text=True,
+                         timeout=timeout_s(120))
     assert run.returncode == 0, run.stderr
     for text in ("grm ", "mae ", "--num-heads", "--config", "--set", "--verbose",
                  "python -m convert_weights grm GRM_ep0100.pth.tar models/grm_got"):
@@ -249,5 +256,5 @@ def test_cli_help_and_verbose(tmp_path):
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"\x80\x02not a pickle")
     run = subprocess.run([sys.executable, "-m", "convert_weights", "grm", str(bad), str(tmp_path / "o"), "--verbose"],
-                         cwd=REPO, capture_output=True, text=True)
+                         cwd=REPO, capture_output=True, text=True, timeout=timeout_s(120))
     assert run.returncode == 2 and "Traceback" in run.stderr and "error: " in run.stderr, run.stderr

@@ -3,12 +3,18 @@ import subprocess
 import sys
 import pathlib
 
+import pytest
+
+from conftest import timeout_s
+
+pytestmark = [pytest.mark.multiprocess]
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _run(*args):
     return subprocess.run([sys.executable, str(REPO / "launch.py"), *args], capture_output=True, text=True,
-                          cwd=REPO, timeout=120)
+                          cwd=REPO, timeout=timeout_s(120))
 
 
 def test_help_lists_modes_and_examples():
@@ -33,6 +39,6 @@ def test_missing_required_flag_is_one_line():
 
 def test_convert_weights_help():
     out = subprocess.run([sys.executable, "-m", "convert_weights", "--help"], capture_output=True, text=True,
-                         cwd=REPO, timeout=120)
+                         cwd=REPO, timeout=timeout_s(120))
     assert out.returncode == 0
     assert "grm" in out.stdout and "mae" in out.stdout

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import FIXTURES
+from conftest import FIXTURES, timeout_s
 from convert_weights import (CheckpointError, convert_grm_checkpoint, convert_mae_checkpoint, infer_config,
                              load_state_dict, state_dict_to_variables, variables_to_state_dict)
 from grm_jax import load_model
@@ -45,6 +45,7 @@ def test_round_trip_to_official_layout():
         np.testing.assert_array_equal(v, state[k])
 
 
+@pytest.mark.slow
 def test_mae_conversion_matches_official_finetune_track():
     config = load_run_config(str(REPO / "configs" / "grm_tiny_cpu.py")).model
     variables = convert_mae_checkpoint(str(MAE_PTH), config)
@@ -65,10 +66,11 @@ def test_mae_conversion_matches_official_finetune_track():
     assert len(missing) == 18  # exactly the divide_predict tensors are not in the MAE file
 
 
+@pytest.mark.multiprocess
 def test_cli_grm_and_load_model(tmp_path):
     dst = tmp_path / "grm_tiny"
     run = subprocess.run([sys.executable, "-m", "convert_weights", "grm", str(GRM_PTH), str(dst)],
-                         cwd=REPO, capture_output=True, text=True)
+                         cwd=REPO, capture_output=True, text=True, timeout=timeout_s(120))
     assert run.returncode == 0, run.stderr
     model, variables = load_model(dst)
     _, reference = convert_grm_checkpoint(str(GRM_PTH))
@@ -77,20 +79,24 @@ def test_cli_grm_and_load_model(tmp_path):
     assert model.config.divide_layers == (1, 2, 3)
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_cli_mae(tmp_path):
     dst = tmp_path / "mae"
     run = subprocess.run([sys.executable, "-m", "convert_weights", "mae", str(MAE_PTH), str(dst),
-                          "--config", "configs/grm_tiny_cpu.py"], cwd=REPO, capture_output=True, text=True)
+                          "--config", "configs/grm_tiny_cpu.py"], cwd=REPO, capture_output=True, text=True,
+                         timeout=timeout_s(120))
     assert run.returncode == 0, run.stderr
     model, _ = load_model(dst)
     assert model.config.embed_dim == 192
 
 
+@pytest.mark.multiprocess
 def test_cli_reports_bad_input(tmp_path):
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"definitely not a checkpoint")
     run = subprocess.run([sys.executable, "-m", "convert_weights", "grm", str(bad), str(tmp_path / "o")],
-                         cwd=REPO, capture_output=True, text=True)
+                         cwd=REPO, capture_output=True, text=True, timeout=timeout_s(120))
     assert run.returncode == 2 and "bad.pth" in run.stderr and "Traceback" not in run.stderr
 
 
@@ -166,6 +172,7 @@ def test_heads_must_divide_dim():
         convert_grm_checkpoint(str(GRM_NPZ), num_heads=5)
 
 
+@pytest.mark.slow
 def test_mae_wrong_depth_or_dim():
     config = load_run_config(str(REPO / "configs" / "grm_tiny_cpu.py")).model
     with pytest.raises(CheckpointError, match="unexpected keys"):

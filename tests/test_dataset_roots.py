@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from conftest import timeout_s
 from grm_jax.configuration import load_run_config
 from grm_jax.datasets import dataset_root
 from grm_jax.errors import ConfigError
@@ -66,7 +67,8 @@ def test_bad_user_file_names_it(tmp_path, monkeypatch, text, needle):
 def test_mode_datasets_lists_roots_and_sources(local):
     tmp, file, parent = local
     out = subprocess.run([sys.executable, str(REPO / "launch.py"), "--config", "grm", "--mode=datasets",
-                          "--config.data.roots.coco=/cli/coco"], capture_output=True, text=True, timeout=120)
+                          "--config.data.roots.coco=/cli/coco"], capture_output=True, text=True,
+                         timeout=timeout_s(120))
     assert out.returncode == 0, out.stderr
     lines = {ln.split()[0]: ln for ln in out.stdout.splitlines()[1:] if ln.strip()}
     assert f"(from {file})" in lines["got10k"] and "[MISSING]" in lines["got10k"]

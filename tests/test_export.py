@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import timeout_s
 from export_utils import THRESHOLDS, live_outputs, make_model_dir, tracker_crops
 from grm_jax import load_model
 from grm_jax.errors import ConfigError
@@ -40,6 +41,7 @@ def exported_dir(model_dir, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_exported_step_equals_the_live_step(exported_dir, model_dir, crops):
     step = load_exported(exported_dir)
     for thr in THRESHOLDS:
@@ -65,6 +67,8 @@ def test_metadata_describes_inputs_outputs_and_crops(exported_dir, model_dir):
     assert meta["model_config"]["embed_dim"] == 192 and meta["divide_layers"] == [1, 2, 3]
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_loader_runs_without_the_model_code(exported_dir, crops, tmp_path):
     """loader.py copied alone next to the export, in a process that never imports grm_jax."""
     import grm_jax.export.loader as loader
@@ -79,12 +83,14 @@ def test_loader_runs_without_the_model_code(exported_dir, crops, tmp_path):
         "box, dec, score = step(c['arr_0'], c['arr_1'], c['arr_2'], 0.4)\n"
         "assert not [m for m in sys.modules if m.startswith(('grm_jax', 'flax'))], 'model code imported'\n"
         "print(json.dumps(np.asarray(box).tolist()))\n")
-    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=timeout_s(300))
     assert proc.returncode == 0, proc.stderr[-3000:]
     in_process = np.asarray(load_exported(exported_dir)(*crops, threshold=0.4)[0])
     np.testing.assert_array_equal(np.asarray(json.loads(proc.stdout), np.float32), in_process)
 
 
+@pytest.mark.slow
 def test_bfloat16_multi_platform_export_equals_the_live_bfloat16_step(model_dir, crops, tmp_path):
     out = tmp_path / "bf16"
     assert export_main([str(model_dir), str(out), "--batch", str(BATCH), "--dtype", "bfloat16",
@@ -163,7 +169,8 @@ def test_onnx_loader_runs_with_onnxruntime_and_numpy_alone(tmp_path):
         "step = load_onnx('exp', providers=('CUDAExecutionProvider', 'CPUExecutionProvider'))\n"
         "feeds, names, providers = step(np.zeros((2, 8, 8, 3)), np.zeros((2, 16, 16, 3)), [1.5, 2.0], 0.4)\n"
         "print(json.dumps([feeds.tolist(), names.tolist(), providers.tolist()]))\n")
-    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=timeout_s(120))
     assert proc.returncode == 0, proc.stderr[-3000:]
     feeds, names, providers = json.loads(proc.stdout)
     assert feeds == [["template:uint8:(2, 8, 8, 3)", "search:uint8:(2, 16, 16, 3)", "resize_factor:float32:(2,)",

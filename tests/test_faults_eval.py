@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import FIXTURES
+from conftest import FIXTURES, timeout_s
 from convert_weights import convert_grm_checkpoint
 from grm_jax import load_model, save_model
 from grm_jax.cli import main
@@ -23,7 +23,7 @@ from grm_jax.io_utils import path_inside
 from grm_jax.workdir_lock import EVALUATE_LOCK
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-TIMEOUT = 600  # generous: a loaded 2-core machine; nothing here waits on a clock otherwise
+TIMEOUT = timeout_s(150)  # generous: a loaded 2-core machine; nothing here waits on a clock otherwise
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +158,7 @@ def test_second_evaluation_into_same_workdir_refused(tmp_path, bench, model_dir,
         assert sorted(p.name for p in workdir.iterdir()) == [EVALUATE_LOCK]
     finally:
         holder.kill()
-        holder.wait(timeout=60)
+        holder.wait(timeout=timeout_s(60))
     summary = runner.run_evaluate(config, str(model_dir), f"folder:{bench}", str(workdir))
     assert summary["tracked"] == 3 and not (workdir / EVALUATE_LOCK).exists()
 

@@ -15,13 +15,17 @@ import sysconfig
 
 import cv2
 import numpy as np
+import pytest
 
+from conftest import timeout_s
 from train_utils import MICRO_OVERRIDES, data_overrides
+
+pytestmark = [pytest.mark.slow, pytest.mark.venv, pytest.mark.multiprocess]
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _sh(cmd, cwd, env=None, timeout=600):
+def _sh(cmd, cwd, env=None, timeout=timeout_s(600)):
     proc = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     return proc.stdout + proc.stderr

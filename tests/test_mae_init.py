@@ -6,10 +6,13 @@ converted MAE backbone and the official finetune_track position tables.
 import sys
 
 import numpy as np
+import pytest
 
 from conftest import FIXTURES
 from convert_weights import load_state_dict
 from train_utils import REPO, data_overrides, final_params, run_ok, subprocess_env
+
+pytestmark = [pytest.mark.slow, pytest.mark.multiprocess]
 
 MAE_PTH = FIXTURES / "mae_tiny" / "mae_pretrain_vit_tiny_random.pth"
 
@@ -19,7 +22,7 @@ def test_training_starts_from_mae(tmp_path):
            "--workdir", str(tmp_path / "run"), *data_overrides(tmp_path / "sample"),
            f"--config.init.mae={MAE_PTH}", "--config.train.max_steps=1", "--config.train.batch_size=2",
            "--config.train.checkpoint_every_steps=1", "--config.train.lr=0.0", "--config.train.divide_lr=0.0"]
-    log = run_ok(cmd, subprocess_env(tmp_path / "cache"))
+    log = run_ok(cmd, subprocess_env())
     assert "MAE weights" in log
     params = final_params(tmp_path / "run")
     expected = np.load(FIXTURES / "mae_tiny" / "expected.npz")

@@ -14,6 +14,7 @@ import pytest
 from export_utils import make_model_dir
 from grm_jax import load_model
 from grm_jax.errors import CheckpointError
+from conftest import timeout_s
 from train_utils import REPO, subprocess_env
 
 
@@ -116,7 +117,7 @@ def test_fifo_and_dev_zero_never_block(good_dir, tmp_path):
     os.mkfifo(manifest_fifo / "weights.sha256")
     cases[str(manifest_fifo)] = "no weights manifest"
     run = subprocess.run([sys.executable, "-c", CHILD, *cases], cwd=REPO, capture_output=True, text=True,
-                         timeout=300, env=subprocess_env(tmp_path / "cache"))
+                         timeout=timeout_s(300), env=subprocess_env())
     assert run.returncode == 0, run.stderr[-3000:]
     results = {r["model"]: r["error"] for r in map(json.loads, run.stdout.splitlines())}
     for model, message in cases.items():

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import FIXTURES
 from convert_weights import convert_grm_checkpoint
-from grm_jax.model import GRM, ModelConfig, init_variables
+from grm_jax.model import GRM, ModelConfig
 from grm_jax.model import attention as attn_lib
 
 GRM_PTH = FIXTURES / "grm_tiny" / "GRM_ep0001.pth.tar"
@@ -20,11 +20,20 @@ def official():
     return config, variables, nhwc(inputs["template"]), nhwc(inputs["search"])
 
 
+def _eager_init(model):
+    """Random variables of ``model`` as ``grm_jax.model.init_variables`` makes them, but initialized op
+    by op: the small models below share their compiled ops, where each jitted init compiles alone."""
+    cfg = model.config
+    zeros = lambda size: jnp.zeros((1, size, size, 3), jnp.float32)  # noqa: E731
+    return model.init({"params": jax.random.PRNGKey(0)}, zeros(cfg.template_size), zeros(cfg.search_size))
+
+
 def _train_apply(model, variables, template, search, seed=0):
     return model.apply(variables, template, search, train=True, mutable=["batch_stats"],
                        rngs={"gumbel": jax.random.PRNGKey(seed), "dropout": jax.random.PRNGKey(seed + 1)})
 
 
+@pytest.mark.slow
 def test_gradient_reaches_every_division_predictor(official):
     config, variables, template, search = official
     model = GRM(config)
@@ -54,6 +63,7 @@ def test_training_decisions_are_one_hot_and_stochastic(official):
     assert any(not np.array_equal(a, b) for a, b in zip(out_a["decisions"], out_b["decisions"]))
 
 
+@pytest.mark.slow
 def test_training_updates_batch_stats(official):
     config, variables, template, search = official
     _, updates = _train_apply(GRM(config), variables, template, search)
@@ -125,13 +135,14 @@ def test_all_tokens_in_ES_block_template_from_search(impl):
         np.testing.assert_allclose(a, b, atol=1e-5)  # only the official eps/N leak remains
 
 
+@pytest.mark.slow
 def test_two_stream_model_keeps_search_independent_of_template():
     config = ModelConfig(embed_dim=64, depth=3, num_heads=2, head_channels=16, relation="two_stream",
-                         divide_layers=(0, 1, 2), attention="separate")
+                         divide_layers=(0, 1, 2), attention="separate", template_size=64, search_size=128)
     model = GRM(config)
-    variables = init_variables(model, jax.random.PRNGKey(0))
-    search = jax.random.normal(jax.random.PRNGKey(1), (1, 256, 256, 3))
-    t1 = jax.random.normal(jax.random.PRNGKey(2), (1, 128, 128, 3))
+    variables = _eager_init(model)
+    search = jax.random.normal(jax.random.PRNGKey(1), (1, 128, 128, 3))
+    t1 = jax.random.normal(jax.random.PRNGKey(2), (1, 64, 64, 3))
     out1 = model.apply(variables, t1, search)
     out2 = model.apply(variables, t1 * -2.0 + 1.0, search)
     np.testing.assert_allclose(np.asarray(out1["score_map"]), np.asarray(out2["score_map"]), atol=1e-6)
@@ -156,13 +167,14 @@ ABLATIONS = [("grm", ()), ("grm", (0, 1, 2, 3)), ("grm", (2, 3)), ("grm", (1, 2,
 
 
 @pytest.mark.parametrize("relation,divide_layers", ABLATIONS)
+@pytest.mark.slow
 def test_every_ablation_form_trains_and_infers(relation, divide_layers):
     """Paper Table 4 (relation forms) x Table 5 (dividing layers: none, 1-12, 5-12, 2-12 analogues)."""
     config = ModelConfig(embed_dim=32, depth=4, num_heads=2, head_channels=16, relation=relation,
                          divide_layers=divide_layers, template_agg="mean" if relation == "ts" else "max",
                          template_size=64, search_size=128)
     model = GRM(config)
-    variables = init_variables(model, jax.random.PRNGKey(0))
+    variables = _eager_init(model)
     t = jax.random.normal(jax.random.PRNGKey(1), (2, 64, 64, 3))
     s = jax.random.normal(jax.random.PRNGKey(2), (2, 128, 128, 3))
     out = model.apply(variables, t, s, 0.4)

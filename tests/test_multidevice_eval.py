@@ -87,6 +87,7 @@ def test_split_is_deterministic_and_balanced(benchmark):
 
 @pytest.mark.parametrize("options", [{"lanes": 2, "prefetch": 0}, {"lanes": 2, "prefetch": 3, "shrink": False},
                                      {"lanes": 1, "prefetch": 1, "num_threads": 1}])
+@pytest.mark.slow
 def test_pipeline_options_keep_boxes(benchmark, tiny, options):
     """Two lanes in flight, prefetch depth and sharding over 2 devices per lane change no box."""
     import jax
@@ -100,6 +101,8 @@ def test_pipeline_options_keep_boxes(benchmark, tiny, options):
         np.testing.assert_array_equal(got[s.name].boxes, want[s.name].boxes, err_msg=s.name)
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_one_vs_eight_devices_vs_two_processes(tmp_path, benchmark, model_dir):
     import jax
 
@@ -110,8 +113,7 @@ def test_one_vs_eight_devices_vs_two_processes(tmp_path, benchmark, model_dir):
                                workdir=workdir, threshold=0.0, max_local_devices=devices)
         assert summary["tracked"] == len(FRAMES)
     multi = tmp_path / "multi"
-    logs = run_processes([sys.executable, "-c", WORKER, str(model_dir), str(benchmark), str(multi)], tmp_path,
-                         tmp_path / "xla_cache")
+    logs = run_processes([sys.executable, "-c", WORKER, str(model_dir), str(benchmark), str(multi)], tmp_path)
 
     seqs = load_benchmark("folder", benchmark)
     want = _result_bytes(runs["1dev"][0])

@@ -4,9 +4,12 @@ with the parameters of one process (4 devices) trained on the same global batche
 import sys
 
 import numpy as np
+import pytest
 
 from grm_jax import checkpoint as ckpt_lib
 from train_utils import final_params, latest_step, run_ok, run_processes, subprocess_env, train_command
+
+pytestmark = [pytest.mark.slow, pytest.mark.multiprocess]
 
 STEPS = 3
 LR = 4e-4
@@ -34,16 +37,16 @@ def _bias_before_batchnorm(key):
 
 
 def test_two_processes_match_one_process(tmp_path):
-    sample, cache = tmp_path / "sample", tmp_path / "xla_cache"
+    sample = tmp_path / "sample"
     extra = (f"--config.train.max_steps={STEPS}", "--config.train.checkpoint_every_steps=100",
              "--config.train.log_every_steps=1", "--config.train.batch_size=8")
 
     single = tmp_path / "single"
-    run_ok(train_command(single, sample, *extra), subprocess_env(cache, devices=4))
+    run_ok(train_command(single, sample, *extra), subprocess_env(devices=4))
 
     multi = tmp_path / "multi"
     cmd = [sys.executable, "-c", BOOTSTRAP] + train_command(multi, sample, *extra)[1:]
-    text = run_processes(cmd, tmp_path, cache)
+    text = run_processes(cmd, tmp_path)
     assert "2 process(es), 4 device(s)" in text[0]
     assert latest_step(multi) == STEPS == latest_step(single)
     # each process saved its own data-iterator position (its own shard of the stream)

@@ -1,13 +1,15 @@
 """The Colab demo notebook runs top to bottom in OFFLINE mode (CPU, no network, random tiny model)."""
 import pathlib
 import re
-import time
 
+import ipykernel  # noqa: F401  (the kernel nbclient starts; the [test] extra installs all three)
+import nbclient
+import nbformat
 import pytest
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-pytest.importorskip("ipykernel")
+from conftest import timeout_s
+
+pytestmark = [pytest.mark.slow, pytest.mark.multiprocess]
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "demo_colab.ipynb"
@@ -23,11 +25,9 @@ def test_demo_notebook_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("GRM_JAX_CHECKOUT", str(REPO))
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    t0 = time.perf_counter()
-    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+    client = nbclient.NotebookClient(nb, timeout=int(timeout_s(300)), kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})
     client.execute()
-    elapsed = time.perf_counter() - t0
     outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "RANDOM WEIGHTS" in outputs
     assert "30 frames" in outputs
@@ -35,4 +35,3 @@ def test_demo_notebook_offline(tmp_path, monkeypatch):
                  if "image/png" in o.get("data", {}))
     assert images >= 3
     assert (tmp_path / "demo_out" / "tracked.mp4").stat().st_size > 0
-    assert elapsed < 120, f"notebook took {elapsed:.0f} s"

@@ -13,8 +13,11 @@ import numpy as np
 import pytest
 
 import grm_jax.export.onnx_loader as onnx_loader
+from conftest import timeout_s
 from export_utils import THRESHOLDS, division_margins, live_outputs, make_model_dir, tracker_crops
 from overlay_venv import cached_jax_env, overlay_for_extra
+
+pytestmark = [pytest.mark.slow, pytest.mark.venv, pytest.mark.multiprocess]
 
 BATCH = 3
 MARGIN = 1e-4  # decisions closer than this to their boundary may differ between implementations
@@ -40,7 +43,7 @@ def onnx_python():
 
 
 def _run(cmd, cwd):
-    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=1200, cwd=cwd,
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout_s(1200), cwd=cwd,
                           env=cached_jax_env(cmd[0]))
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     return proc.stdout

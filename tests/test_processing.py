@@ -95,3 +95,51 @@ def test_flips_keep_box_on_object():
             cx, cy = int(x + w / 2), int(y + h / 2)
             assert out[k][cy, cx].mean() > 1.0  # bright (normalized white ~ +2)
             assert out[k][cy, max(int(x) - 6, 0)].mean() < 0  # dark left of the box
+
+
+def test_joint_flip_crops_equal_a_flipped_copy():
+    """The joint horizontal flip reads the crops from a reversed view of the frame (no full-frame copy):
+    every output equals, bit for bit, the processor fed frames that were flipped beforehand, with
+    the joint flip drawn off and the boxes mirrored by hand."""
+    rng = np.random.default_rng(7)
+    img_t = rng.integers(0, 256, (90, 140, 3), dtype=np.uint8)
+    img_s = rng.integers(0, 256, (100, 150, 3), dtype=np.uint8)
+    box_t, box_s = np.array([50, 30, 30, 25], np.float32), np.array([60, 35, 28, 30], np.float32)
+
+    def mirrored(box, width):
+        return np.array([(width - 1) - (box[0] + box[2]), box[1], box[2], box[3]], np.float32)
+
+    flips = 0
+    for seed in range(12):
+        proc = PairProcessor(CropSpec(2.0, 128, 0.0, 0.0), CropSpec(4.0, 256, 3.0, 0.25), grayscale_prob=0.0,
+                             flip_prob=0.5)
+        draws = np.random.default_rng(seed)
+        draws.random()  # the grayscale roll
+        if not draws.random() < 0.5:
+            continue
+        flips += 1
+        out = proc(img_t, box_t, img_s, box_s, np.random.default_rng(seed))
+        rolls = _RollsWithoutJointFlip(seed)
+        ref = PairProcessor(CropSpec(2.0, 128, 0.0, 0.0), CropSpec(4.0, 256, 3.0, 0.25), grayscale_prob=0.0,
+                            flip_prob=0.5)(np.ascontiguousarray(img_t[:, ::-1]), mirrored(box_t, 140),
+                                           np.ascontiguousarray(img_s[:, ::-1]), mirrored(box_s, 150), rolls)
+        assert (out is None) == (ref is None)
+        for k in out or {}:
+            np.testing.assert_array_equal(out[k], ref[k], err_msg=k)
+    assert flips >= 3
+
+
+class _RollsWithoutJointFlip:
+    """The generator of ``seed`` whose second ``random()`` (the joint flip roll) says 'no flip'."""
+
+    def __init__(self, seed):
+        self._rng = np.random.default_rng(seed)
+        self._randoms = 0
+
+    def random(self, *a, **kw):
+        self._randoms += 1
+        value = self._rng.random(*a, **kw)
+        return 1.0 if self._randoms == 2 else value
+
+    def __getattr__(self, name):
+        return getattr(self._rng, name)

@@ -8,18 +8,17 @@ import time
 import numpy as np
 import pytest
 
-from conftest import FIXTURES, REAL_SEQUENCES
+from conftest import FIXTURES
 from convert_weights import convert_grm_checkpoint
 from grm_jax.datasets import load_benchmark
 from grm_jax.model import GRM
 from grm_jax.track.batched import BatchedTracker
 from grm_jax.track.frames import read_image
 
-pytestmark = pytest.mark.skipif(not REAL_SEQUENCES.is_dir(), reason=f"{REAL_SEQUENCES} not present")
+pytestmark = [pytest.mark.slow]
 
-
-def test_track_all_real_sequences():
-    seqs = load_benchmark("folder", REAL_SEQUENCES)
+def test_track_all_real_sequences(real_sequences):
+    seqs = load_benchmark("folder", real_sequences)
     assert len(seqs) >= 1
     config, variables = convert_grm_checkpoint(str(FIXTURES / "grm_tiny" / "GRM_ep0001.pth.tar"))
     tracker = BatchedTracker(GRM(config), variables, None, threshold=0.0, batch_size=len(seqs))

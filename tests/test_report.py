@@ -5,7 +5,6 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REAL_SEQUENCES
 from grm_jax.evaluate import report as RP
 from grm_jax.datasets import load_benchmark
 from grm_jax.evaluate.results import write_results
@@ -82,9 +81,8 @@ def test_plots_and_tables(tmp_path):
     assert json.loads((tmp_path / "m.json").read_text()) == {"a": [0, 1, 2], "b": 1.5, "c": None}
 
 
-@pytest.mark.skipif(not REAL_SEQUENCES.is_dir(), reason="real sequences not present")
-def test_score_results_real_sequences(tmp_path):
-    seqs = load_benchmark("folder", REAL_SEQUENCES)[:2]
+def test_score_results_real_sequences(tmp_path, real_sequences):
+    seqs = load_benchmark("folder", real_sequences)[:2]
     for s in seqs:
         pred = s.ground_truth.copy()
         pred[1:, 0] += 3.0

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 
+from conftest import timeout_s
 from grm_jax import checkpoint as ckpt_lib
 from train_utils import REPO, final_params, latest_step, run_ok, subprocess_env, train_command
 
@@ -42,18 +43,20 @@ EXTRA = (f"--config.train.max_steps={STEPS}", f"--config.train.checkpoint_every_
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-    """(sample data folder, compile cache, workdir of a run that was not interrupted)."""
+    """(sample data folder, workdir of a run that was not interrupted)."""
     tmp = tmp_path_factory.mktemp("resume")
-    sample, cache, full = tmp / "sample", tmp / "xla_cache", tmp / "full"
-    run_ok(train_command(full, sample, *EXTRA), subprocess_env(cache))
+    sample, full = tmp / "sample", tmp / "full"
+    run_ok(train_command(full, sample, *EXTRA), subprocess_env())
     assert latest_step(full) == STEPS
-    return sample, cache, full
+    return sample, full
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_resume_after_sigkill_matches_uninterrupted(tmp_path, uninterrupted):
-    sample, cache, full = uninterrupted
+    sample, full = uninterrupted
     extra = EXTRA
-    env = subprocess_env(cache)
+    env = subprocess_env()
 
     cut, hold = tmp_path / "cut", tmp_path / "hold"
     hold.touch()
@@ -61,17 +64,17 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path, uninterrupted):
     proc = subprocess.Popen([sys.executable, "-c", HELD] + train_command(cut, sample, *extra)[1:],
                             env={**env, "HOLD_FILE": str(hold)}, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.time() + 300
+        deadline = time.time() + timeout_s(300)
         while latest_step(cut) is None:
             assert proc.poll() is None, (tmp_path / "cut_first.log").read_text()[-4000:]
             assert time.time() < deadline, "no checkpoint written in time"
             time.sleep(0.05)
         second = subprocess.run(train_command(cut, sample, *extra), env=env, cwd=REPO, capture_output=True,
-                                text=True, timeout=300)
+                                text=True, timeout=timeout_s(300))
         assert second.returncode == 2, second.stdout[-2000:] + second.stderr[-2000:]
         assert f"is in use by another training run: pid {proc.pid} on host" in second.stderr, second.stderr[-2000:]
         os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+        proc.wait(timeout=timeout_s(30))
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -97,20 +100,20 @@ def test_sigterm_stops_cleanly_and_resumes(tmp_path, uninterrupted):
     """17.4: SIGTERM while a step runs (after the first checkpoint): the step is abandoned, the run
     exits 143 with one line, leaves no lock and no partial checkpoint; the rerun resumes from the
     checkpoint and ends bit-identical to the uninterrupted run."""
-    sample, cache, full = uninterrupted
-    env = subprocess_env(cache)
+    sample, full = uninterrupted
+    env = subprocess_env()
     cut, hold = tmp_path / "cut", tmp_path / "hold"
     hold.touch()
     proc = subprocess.Popen([sys.executable, "-c", HELD] + train_command(cut, sample, *EXTRA)[1:],
                             env={**env, "HOLD_FILE": str(hold)}, cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 600
+        deadline = time.monotonic() + timeout_s(600)
         while latest_step(cut) is None:
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.05)
         proc.terminate()
-        out, err = proc.communicate(timeout=600)
+        out, err = proc.communicate(timeout=timeout_s(600))
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -135,8 +138,8 @@ def test_disk_full_during_checkpoint(tmp_path, uninterrupted, monkeypatch):
     permission to mount a tmpfs, the same failure is injected into the reporting context.)"""
     from disk_full import small_disk
 
-    sample, cache, full = uninterrupted
-    env = subprocess_env(cache)
+    sample, full = uninterrupted
+    env = subprocess_env()
     with small_disk(tmp_path / "disk", monkeypatch, size="64m") as disk:
         cut, hold = disk.path / "cut", tmp_path / "hold"
         if disk.injected:
@@ -156,14 +159,14 @@ def test_disk_full_during_checkpoint(tmp_path, uninterrupted, monkeypatch):
                                 env={**env, "HOLD_FILE": str(hold)}, cwd=REPO, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         try:
-            deadline = time.monotonic() + 600
+            deadline = time.monotonic() + timeout_s(600)
             while latest_step(cut) is None:
                 assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
                 time.sleep(0.05)
             time.sleep(1.0)  # let the step-EVERY save finish (it is complete once listed; this is margin)
             disk.fill()
             hold.unlink()
-            out, err = proc.communicate(timeout=600)
+            out, err = proc.communicate(timeout=timeout_s(600))
         finally:
             if proc.poll() is None:
                 proc.kill()

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import FIXTURES
+from conftest import FIXTURES, timeout_s
 from convert_weights import convert_grm_checkpoint
 from grm_jax import checkpoint as ckpt_lib
 from grm_jax import load_model, save_model
@@ -309,6 +309,7 @@ def test_track_mode(tmp_path, model_dir, loaded, config, bench):
                          model_and_variables=loaded)
 
 
+@pytest.mark.multiprocess
 def test_launch_track_subprocess(tmp_path, model_dir, bench):
     """launch.py end to end (flag wiring) once, in a subprocess."""
     out = tmp_path / "launch"
@@ -317,7 +318,7 @@ def test_launch_track_subprocess(tmp_path, model_dir, bench):
         [sys.executable, "launch.py", "--config", "configs/grm_tiny_cpu.py", "--mode=track",
          f"--checkpoint={model_dir}", f"--video={bench / 'delta'}", "--init_box=150,120,40,32",
          f"--workdir={out}"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s(300))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert np.loadtxt(out / "boxes.txt", delimiter=",").shape == (2, 4)
     assert (out / "tracked.mp4").stat().st_size > 0

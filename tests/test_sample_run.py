@@ -94,6 +94,7 @@ def test_accelerator_keeps_the_configured_model(tmp_path, monkeypatch):
     assert new.train.batch_size % 3 == 0 and new.train.batch_size >= load_run_config("grm_sample_accelerator").train.batch_size
 
 
+@pytest.mark.slow
 def test_end_to_end_table(tmp_path, monkeypatch, capsys):
     """CI-size sample run through run_train: a few steps of a micro model, then the table."""
     monkeypatch.setattr(sample_run, "SAMPLE_TRAIN_SEQUENCES", 3)

@@ -2,14 +2,12 @@
 JSON (speeds are printed, never asserted)."""
 import importlib.util
 import json
-import os
 import pathlib
 import sys
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SEQUENCES = pathlib.Path(os.environ.get("GRM_REAL_SEQUENCES", REPO.parent / "shared" / "real_sequences"))
 
 
 def _speed_module():
@@ -20,13 +18,13 @@ def _speed_module():
     return module
 
 
-@pytest.mark.skipif(not SEQUENCES.is_dir(), reason=f"{SEQUENCES} not present")
-def test_speed_smoke(tmp_path, capsys):
+@pytest.mark.slow
+def test_speed_smoke(tmp_path, capsys, real_sequences):
     speed = _speed_module()
     out_json = tmp_path / "speed.json"
     out = speed.main(["--model", "tiny", "--attentions", "masked", "--repeats", "1", "--frames", "3",
                       "--batches", "1,2", "--batch_frames", "2", "--train_batch", "0",
-                      "--changes", "--breakdown", "--json", str(out_json), "--sequences", str(SEQUENCES)])
+                      "--changes", "--breakdown", "--json", str(out_json), "--sequences", str(real_sequences)])
     text = capsys.readouterr().out
     assert "| device | dtype | attention | batch | fwd ms med | fwd ms p90 |" in text
     assert "B=2 f/s" in text and "train pairs/s" in text and "Breakdown B=1" in text and "Breakdown B=2" in text
@@ -42,6 +40,7 @@ def test_speed_smoke(tmp_path, capsys):
     assert {"decode", "crop", "transfer", "device", "map_back", "write"} <= set(stages)
 
 
+@pytest.mark.slow
 def test_train_column():
     """The training column's measurement, on a micro model (the tiny model's train step takes
     minutes to compile on 2 cores)."""
@@ -54,3 +53,59 @@ def test_train_column():
                         template_size=32, search_size=64)
     pairs_s, compile_s = speed.train_pairs_per_s(GRM(micro), jnp.float32, batch=2, steps=1)
     assert pairs_s > 0 and compile_s > 0
+
+
+def test_roofline_smoke(tmp_path, capsys):
+    """speed.py --roofline on the micro model: forward and train rows with XLA FLOPs, a measured GEMM
+    peak and the fraction of it (values printed, never asserted beyond being sane)."""
+    speed = _speed_module()
+    out_json = tmp_path / "roof.json"
+    out = speed.main(["--roofline", "--model", "micro", "--batches", "2", "--repeats", "1", "--square", "128",
+                      "--json", str(out_json)])
+    text = capsys.readouterr().out
+    assert "| step | dtype | batch | ms (median) | pairs/s | GFLOP (XLA) | GFLOP/s | peak GFLOP/s | of peak |" in text
+    assert "GEMM probes (GFLOP/s): float32 square" in text
+    saved = json.loads(out_json.read_text())
+    assert saved["meta"]["cpu_flags"] in ("AVX-512", "AVX2", "?") and len(saved["meta"]["load_average"]) == 3
+    rows = {r["step"]: r for r in saved["rows"]}
+    assert set(rows) == {"forward", "train"} and len(out["rows"]) == 2
+    for r in rows.values():
+        assert r["batch"] == 2 and r["ms_median"] > 0 and r["pairs_s"] > 0 and r["peak_gflop_s"] > 0
+        assert r["fraction"] == pytest.approx(r["gflop_s"] / r["peak_gflop_s"])
+    # the train step (forward + backward + update) costs about 3x the forward; the cost analysis sees it
+    assert 2.0 < rows["train"]["gflop"] / rows["forward"]["gflop"] < 4.5
+
+
+def _bench(name):
+    spec = importlib.util.spec_from_file_location(f"grm_{name}", REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pipeline_speed_smoke(tmp_path, capsys):
+    """The input-pipeline benchmark on a generated GOT-10k-layout set of 1280x720 JPEGs: every stage of
+    the breakdown is timed and the grain pipeline (in-process) delivers batches."""
+    bench = _bench("pipeline_speed")
+    out = bench.main(["--sequences", "1", "--frames", "20", "--breakdown_pairs", "4", "--batch", "2",
+                      "--batches", "1", "--warmup", "1", "--workers", "0", "--json", str(tmp_path / "p.json")])
+    text = capsys.readouterr().out
+    assert "| decode | crop | augmentation | heatmap | sampling/other | batching |" in text
+    stages = out["stages_ms_per_pair"]
+    assert all(stages[k] >= 0 for k in bench.STAGES) and stages["decode"] > 0 and stages["crop"] > 0
+    assert out["pairs_s"]["0"] > 0 and json.loads((tmp_path / "p.json").read_text())["batch"] == 2
+
+
+def test_got10k_layout_is_read_by_the_training_reader(tmp_path):
+    import cv2
+
+    from grm_jax.datasets.loaders import training_source
+
+    bench = _bench("pipeline_speed")
+    root = bench.make_got10k_layout(tmp_path, sequences=2, frames=3)
+    src = training_source("got10k_train_all", str(root))
+    frame = src.load_frame(0, 2)
+    assert frame.shape == (720, 1280, 3)
+    assert (root / "train" / "GOT-10k_Train_000002" / "00000003.jpg").is_file()
+    assert cv2.imread(str(root / "train" / "GOT-10k_Train_000001" / "00000001.jpg")).shape == (720, 1280, 3)

@@ -55,11 +55,9 @@ class FakeClock:
 
 
 @pytest.fixture()
-def clock(monkeypatch):
-    """A fresh compilation cache (persistent cache off, in-memory caches cleared) and the fake clock
-    installed in the trackers."""
-    enabled = jax.config.jax_enable_compilation_cache
-    jax.config.update("jax_enable_compilation_cache", False)
+def clock(monkeypatch, fresh_compile_cache):
+    """A fresh compilation cache (the run's persistent cache off: conftest's fresh_compile_cache;
+    in-memory caches cleared) and the fake clock installed in the trackers."""
     jax.clear_caches()
     tracker_mod._cached_step.cache_clear()
     fake = FakeClock()
@@ -71,7 +69,6 @@ def clock(monkeypatch):
         yield fake
     finally:
         jax.monitoring.unregister_event_duration_listener(fake.on_event)
-        jax.config.update("jax_enable_compilation_cache", enabled)
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,7 @@ def _flat(tree):
     return {jax.tree_util.keystr(p): np.asarray(v) for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
+@pytest.mark.slow
 def test_every_division_predictor_gets_gradient(setup):
     model, _, _, host_state, batch = setup
     rngs = step_lib.step_rngs(host_state.rng, 0)
@@ -67,6 +68,7 @@ def _bias_before_batchnorm(key):
     return "box_head" in key and key.endswith("['bias']") and any(f"['conv{i}']" in key for i in range(1, 5))
 
 
+@pytest.mark.slow
 def test_sharded_step_equals_single_device(setup, monkeypatch):
     model, tx, lr_fn, host_state, batch = setup
     monkeypatch.setattr(state_lib, "SHARD_MIN_SIZE", 1024)  # shard the micro model's larger weights too
@@ -95,6 +97,7 @@ def test_sharded_step_equals_single_device(setup, monkeypatch):
     assert int(out.step) == int(ref.step) == 1
 
 
+@pytest.mark.slow
 def test_sharded_gradients_equal_single_device(setup, monkeypatch):
     # Same step with SGD(lr=1): the parameter change IS the gradient, compared directly.
     model, _, lr_fn, host_state, batch = setup

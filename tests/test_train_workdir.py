@@ -7,10 +7,8 @@ import socket
 import subprocess
 import sys
 
-import jax
 import jax.numpy as jnp
 import pytest
-from jax.experimental.compilation_cache import compilation_cache
 
 from grm_jax import checkpoint as ckpt_lib
 from grm_jax.configuration import load_run_config
@@ -19,6 +17,9 @@ from grm_jax.train import loop
 from grm_jax.train import step as step_lib
 from grm_jax.train.workdir import WorkdirLock
 from train_utils import MICRO_OVERRIDES, data_overrides, latest_step
+
+# one worker builds the module's trained workdir (the fixture below) and runs all its tests (--dist loadgroup)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("train_workdir")]
 
 EVERY = 2
 
@@ -31,22 +32,8 @@ def _run(sample_dir, *overrides):
         "train.log_every_steps=2", *overrides])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _compilation_cache(tmp_path_factory):
-    """Every run_train compiles its own step function; the runs of this module share the XLA
-    executables through a persistent compilation cache."""
-    old = (jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs)
-    compilation_cache.set_cache_dir(str(tmp_path_factory.mktemp("xla_cache")))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-    compilation_cache.reset_cache()
-    yield
-    jax.config.update("jax_compilation_cache_dir", old[0])
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", old[1])
-    compilation_cache.reset_cache()
-
-
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, _compilation_cache):
+def trained(tmp_path_factory):
     """A workdir trained to step 4 (checkpoints 2 and 4) and the sample data folder."""
     base = tmp_path_factory.mktemp("train_workdir")
     out = loop.run_train(_run(base / "sample", "train.max_steps=4"), base / "run")

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import FIXTURES
+from conftest import FIXTURES, timeout_s
 from convert_weights import convert_grm_checkpoint
 from data_pipelines.sources.sample import ensure_sample_dataset
 from grm_jax import load_model, save_model
@@ -44,7 +44,7 @@ def _write_registry(directory, model_dir):
     (directory / "trackers.ini").write_text(
         f"[{TRACKER_ID}]\nlabel = GRM tiny (grm-jax)\nprotocol = trax\n"
         f"command = {sys.executable} -m grm_jax.vot\nenv_GRM_MODEL = {model_dir}\nenv_GRM_THRESHOLD = 0\n"
-        "timeout = 300\n")
+        f"timeout = {timeout_s(300):.0f}\n")
 
 
 def _vot(toolkit, tmp_path, *args) -> str:
@@ -52,12 +52,15 @@ def _vot(toolkit, tmp_path, *args) -> str:
     # the toolkit passes its environment on to our tracker (JAX's compilation cache included)
     env = cached_jax_env(toolkit, VOT_RESULTS_BINARY="0", TMPDIR=str(tmp_path), MPLBACKEND="Agg")
     proc = subprocess.run([str(toolkit), "-m", "vot", *args], capture_output=True, text=True, env=env,
-                          timeout=900, cwd=tmp_path)
+                          timeout=timeout_s(900), cwd=tmp_path)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     return out
 
 
+@pytest.mark.slow
+@pytest.mark.venv
+@pytest.mark.multiprocess
 def test_vot_test_passes_on_the_toolkits_synthetic_sequence(toolkit, model_dir, tmp_path):
     _write_registry(tmp_path / "registry", model_dir)
     out = _vot(toolkit, tmp_path, "--registry", str(tmp_path / "registry"), "test", TRACKER_ID)
@@ -99,6 +102,9 @@ def _our_boxes(model_dir, seq):
     return np.asarray([tracker.track(f) for f in frames[1:]])
 
 
+@pytest.mark.slow
+@pytest.mark.venv
+@pytest.mark.multiprocess
 def test_workspace_evaluate_and_analysis_record_our_boxes(toolkit, model_dir, tmp_path):
     ws, seq = _make_workspace(tmp_path, model_dir)
     _vot(toolkit, tmp_path, "evaluate", "--workspace", str(ws), TRACKER_ID)
@@ -139,9 +145,10 @@ def test_options_come_from_flags_then_environment():
         parse_args([], {"GRM_MODEL": "m", "GRM_DTYPE": "fp16"})
 
 
+@pytest.mark.multiprocess
 def test_entry_point_reports_a_missing_model_in_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "grm_jax.vot", "--model", str(tmp_path / "nope")],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=timeout_s(300))
     assert proc.returncode == 2
     assert proc.stderr.startswith("grm-jax-vot: error: ") and "nope" in proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
@@ -167,3 +174,105 @@ def test_readme_creates_the_workspace_before_vot_initialize():
     init = next(i for i, line in enumerate(lines) if re.search(r"\bvot initialize\b.*--workspace (\S+)", line))
     workspace = re.search(r"--workspace (\S+)", lines[init]).group(1)
     assert any(line.startswith(f"mkdir -p {workspace}") for line in lines[:init]), lines[:init + 1]
+
+
+# A TraX client (vot-trax's own Client, as the toolkit uses it) driving our server through one
+# scenario: prints JSON {"error": the client's TraxException or None, "boxes": replies, "rc", "stderr"}.
+TRAX_DRIVER = r"""
+import json, subprocess, sys
+import numpy as np
+from trax import FileImage, MemoryImage, Rectangle, TraxException
+from trax.client import Client
+
+scenario, model = sys.argv[1], sys.argv[2]
+server = subprocess.Popen([sys.executable, "-m", "grm_jax.vot", "--model", model], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+frame = np.zeros((48, 64, 3), np.uint8)
+frame[10:30, 20:40] = 200
+steps = {
+    "ok": [(frame, (20, 10, 20, 20)), frame, frame],
+    "outside": [(frame, (1000, 1000, 10, 10))],
+    "zero_size": [(frame, (20, 10, 0, 20))],
+    "missing_path": [("/nonexistent/frame.jpg", (20, 10, 20, 20))],
+    "other_size": [(frame, (20, 10, 20, 20)), np.zeros((96, 128, 3), np.uint8)],
+}[scenario]
+error, boxes = None, []
+try:
+    client = Client(stream=(server.stdin.fileno(), server.stdout.fileno()), timeout=300, log=lambda text: None)
+    for step in steps:
+        image, region = step if isinstance(step, tuple) else (step, None)
+        image = FileImage.create(image) if isinstance(image, str) else MemoryImage.create(image)
+        if region is not None:
+            objects, _ = client.initialize({"color": image}, [(Rectangle.create(*region), {})], {})
+        else:
+            objects, _ = client.frame({"color": image}, {}, [])
+        boxes.append(list(objects[0][0].bounds()))
+    client.quit()
+except TraxException as err:
+    error = str(err)
+server.stdin.close()
+rc = server.wait(timeout=300)
+print(json.dumps({"error": error, "boxes": boxes, "rc": rc, "stderr": server.stderr.read().decode()}))
+"""
+
+
+def _jax_env(cache_dir):
+    import os
+
+    return dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(cache_dir), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+
+
+def _trax_scenario(scenario, model_dir, tmp_path):
+    env = _jax_env(tmp_path / "jax-cache")
+    proc = subprocess.run([sys.executable, "-c", TRAX_DRIVER, scenario, str(model_dir)], capture_output=True,
+                          text=True, timeout=timeout_s(150), env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.multiprocess
+@pytest.mark.slow
+def test_trax_server_refuses_bad_requests_without_hanging(model_dir, tmp_path):
+    """17.6 / 18.7 / 18.8: a region outside the image, a zero-size region, a missing image path and a
+    frame of another size than the first end the session with a TraX quit message carrying one
+    line (the client sees it) and exit status 2; stderr holds that line only, no vot-trax
+    traceback, and the hint names a flag the server has. A good session still works."""
+    ok = _trax_scenario("ok", model_dir, tmp_path)
+    assert ok["error"] is None and ok["rc"] == 0 and len(ok["boxes"]) == 3, ok
+    expected = {"outside": "init box [1000.0, 1000.0, 10.0, 10.0] lies entirely outside the 64x48 image",
+                "zero_size": "w = 0.0 must be > 0",
+                "missing_path": "missing frame file: /nonexistent/frame.jpg",
+                "other_size": "VOT frame 1: 128x96 pixels, but the first frame of the sequence is 64x48"}
+    for scenario, message in expected.items():
+        r = _trax_scenario(scenario, model_dir, tmp_path)
+        assert r["rc"] == 2 and message in (r["error"] or ""), (scenario, r)
+        lines = r["stderr"].strip().splitlines()
+        assert lines[0].startswith("grm-jax-vot: error: ") and message in lines[0], (scenario, r["stderr"])
+        assert "Traceback" not in r["stderr"], (scenario, r["stderr"])
+        assert lines[-1].strip() == "(run with --verbose or GRM_VOT_DEBUG=1 for the traceback)", r["stderr"]
+
+
+@pytest.mark.multiprocess
+def test_trax_server_exits_on_garbage(model_dir, tmp_path):
+    """17.6: bytes that are not TraX (and a malformed TraX line) end the server with one line and
+    exit status 2 once the client closes the pipe; never a hang, never a traceback. --verbose is
+    a flag of the server (the hint names it)."""
+    env = _jax_env(tmp_path / "jax-cache")
+    cases = {  # libtrax alone: an 18 GB allocation (the first two), segfaults (the next three)
+        b"@@TRAX:initialize nonsense\n": "not a TraX message",
+        b"hello \x00\xff not trax\n": "not a TraX message",
+        b"@@TRAX:initialize\n": "malformed TraX initialize message",
+        b'@@TRAX:initialize "1,2,3,4" "a=b"\n': "malformed TraX initialize message",
+        b'@@TRAX:initialize "1,2,3,4"\n': "a TraX initialize message without its images",
+        b"": "TraX: ",
+    }
+    for garbage, message in cases.items():
+        proc = subprocess.run([sys.executable, "-m", "grm_jax.vot", "--model", str(model_dir)], input=garbage,
+                              capture_output=True, timeout=timeout_s(150), env=env)
+        err = proc.stderr.decode()
+        assert proc.returncode == 2, (garbage, err[-3000:])
+        assert err.startswith("grm-jax-vot: error: TraX: ") and message in err, (garbage, err[-3000:])
+        assert "Traceback" not in err and b'@@TRAX:quit "trax.reason=' in proc.stdout, err[-3000:]
+    proc = subprocess.run([sys.executable, "-m", "grm_jax.vot", "--model", str(model_dir), "--verbose"],
+                          input=b"garbage\n", capture_output=True, timeout=timeout_s(150), env=env)
+    assert proc.returncode == 2 and b"Traceback" in proc.stderr and b"unrecognized arguments" not in proc.stderr

@@ -20,6 +20,7 @@ import hostile_weights as hw
 from convert_weights import CheckpointError, load_state_dict
 from convert_weights.torch_state import read_checkpoint
 from torch_files import Storage, Tensor, write_legacy, write_zip
+from conftest import timeout_s
 from train_utils import REPO, subprocess_env
 
 QKV = "backbone.blocks.0.attn.qkv.weight"
@@ -240,10 +241,10 @@ def test_bombs_under_an_address_space_cap(tmp_path):
     cases = {"legit": legit, "out": str(tmp_path), "bombs": _bombs(tmp_path), "laughs": hw.billion_laughs(
         tmp_path / "laughs_generic.pth"), "ratio": ratio}
     script = BATTERY.format(tests=str(REPO / "tests"))
-    env = subprocess_env(tmp_path / "cache")
+    env = subprocess_env()
     env["MALLOC_ARENA_MAX"] = "2"
     run = subprocess.run([sys.executable, "-c", script, json.dumps(cases)], cwd=REPO, capture_output=True,
-                         text=True, timeout=600, env=env)
+                         text=True, timeout=timeout_s(600), env=env)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     results = {r["case"]: r for r in map(json.loads, run.stdout.splitlines())}
     assert results["legit_uncapped"]["rc"] == 0 and results["legit_capped"]["rc"] == 0, results

@@ -9,6 +9,8 @@ import sys
 import jax
 import numpy as np
 
+from conftest import timeout_s
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 # Micro model (dim 64, depth 3, template 32 / search 64) on top of configs/grm_tiny_cpu.py.
@@ -35,14 +37,16 @@ def train_command(workdir, sample_dir, *extra):
             "--workdir", str(workdir), *data_overrides(sample_dir), *MICRO_OVERRIDES, *extra]
 
 
-def subprocess_env(cache_dir, devices: int = 1, **extra):
-    """Environment of a training subprocess: CPU with ``devices`` devices, shared compilation cache."""
+def subprocess_env(cache_dir=None, devices: int = 1, **extra):
+    """Environment of a training subprocess: CPU with ``devices`` devices and a persistent
+    compilation cache: the test run's shared one (conftest, inherited from os.environ) unless
+    ``cache_dir`` names another."""
     env = dict(os.environ)
+    if cache_dir is not None:
+        env["JAX_COMPILATION_CACHE_DIR"] = str(cache_dir)
     env.update({
         "JAX_PLATFORMS": "cpu",
         "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-        "JAX_COMPILATION_CACHE_DIR": str(cache_dir),
-        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
         "JAX_DEFAULT_MATMUL_PRECISION": "highest",
         "PYTHONPATH": str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
     })
@@ -52,7 +56,9 @@ def subprocess_env(cache_dir, devices: int = 1, **extra):
 
 
 def run_ok(cmd, env, timeout=300):
-    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    """Runs ``cmd`` (``timeout``: nominal seconds, see conftest.timeout_s); its output, or fails with it."""
+    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout_s(timeout))
     if proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
                              f"{proc.stderr[-6000:]}")
@@ -109,7 +115,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_processes(cmd, log_dir, cache_dir, count: int = 2, devices: int = 2, timeout: int = 600) -> list[str]:
+def run_processes(cmd, log_dir, cache_dir=None, count: int = 2, devices: int = 2, timeout: int = 600) -> list[str]:
     """Runs ``cmd`` as ``count`` jax.distributed processes (``devices`` CPU devices each) joined
     through a local coordinator; returns their logs and fails with their tails unless all exit 0."""
     port, procs, logs = free_port(), [], []
@@ -120,7 +126,7 @@ def run_processes(cmd, log_dir, cache_dir, count: int = 2, devices: int = 2, tim
         with logs[-1].open("w") as log:
             procs.append(subprocess.Popen(cmd, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT))
     try:
-        codes = [p.wait(timeout=timeout) for p in procs]
+        codes = [p.wait(timeout=timeout_s(timeout)) for p in procs]
     finally:
         for p in procs:
             if p.poll() is None:

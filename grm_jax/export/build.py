@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Sequence
@@ -136,7 +138,8 @@ def metadata(spec: StepSpec, kind: str, out_avals, **extra) -> dict:
 
 
 def export_step(spec: StepSpec, out_dir, platforms: Sequence[str] = ("cpu",)) -> Path:
-    """Writes ``out_dir`` (step.jaxexport, variables.npz, export.json; replaced together) -> out_dir."""
+    """Writes ``out_dir`` (step.jaxexport, variables.npz, export.json with their sha256; replaced
+    together) -> out_dir."""
     platforms = parse_platforms(platforms)
     var_avals = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype),
                                        spec.variables)
@@ -144,10 +147,14 @@ def export_step(spec: StepSpec, out_dir, platforms: Sequence[str] = ("cpu",)) ->
     with jax.default_matmul_precision(precision) if precision else contextlib.nullcontext():
         exported = jax.export.export(jax.jit(step_fn(spec)), platforms=platforms)(var_avals, *step_avals(spec))
     out_dir = Path(out_dir)
-    meta = metadata(spec, "jax", exported.out_avals, platforms=list(platforms))
+    step_bytes = bytes(exported.serialize())
+    buffer = io.BytesIO()
+    np.savez(buffer, **flatten(spec.variables))
+    files = {STEP_FILE: step_bytes, VARIABLES_FILE: buffer.getvalue()}
+    meta = metadata(spec, "jax", exported.out_avals, platforms=list(platforms),
+                    sha256={name: hashlib.sha256(data).hexdigest() for name, data in files.items()})
     with AtomicFiles() as out:
-        out.write_bytes(out_dir / STEP_FILE, bytes(exported.serialize()))
-        with open(out.path(out_dir / VARIABLES_FILE), "wb") as fh:
-            np.savez(fh, **flatten(spec.variables))
+        for name, data in files.items():
+            out.write_bytes(out_dir / name, data)
         out.write_text(out_dir / META_FILE, json.dumps(meta, indent=1) + "\n")
     return out_dir

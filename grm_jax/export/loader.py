@@ -19,25 +19,98 @@ Inputs and outputs are the tracker's device call (``grm_jax.track.tracker.device
     -> box_px (B, 4) float32 (cx, cy, w, h) in original-image pixels relative to the crop origin,
        i.e. ``box * S / resize_factor``; decisions (B, L, Nx) bool (1 = token in E_A);
        score_map (B, Hs, Ws, 1) float32 (the network's, before the Hann window).
-B is fixed at export time (``--batch``). Bad or missing files raise ValueError / FileNotFoundError
-naming the file.
+B is fixed at export time (``--batch``). Bad or missing files raise ExportError (a ValueError) /
+FileNotFoundError naming the file.
+
+Before anything runs, :func:`load_exported` checks (1) every file against the sha256 that
+export.json lists for it (a truncated, damaged or random-bytes file is refused before a parser
+sees it) and (2) the deserialized StableHLO module: a ``custom_call`` whose target is not in
+``ALLOWED_CUSTOM_CALLS`` (code outside the module, e.g. a Python callback that would crash the
+process), or a host ``send`` / ``recv`` / ``infeed`` / ``outfeed``, is refused with one line
+naming it.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import zipfile
 from pathlib import Path
 
 import jax
 import numpy as np
 
-__all__ = ["ExportedStep", "FORMAT", "META_FILE", "STEP_FILE", "VARIABLES_FILE", "load_exported",
-           "read_metadata", "unflatten"]
+__all__ = ["ALLOWED_CUSTOM_CALLS", "ExportError", "ExportedStep", "FORMAT", "META_FILE", "STEP_FILE",
+           "VARIABLES_FILE", "check_custom_calls", "load_exported", "read_metadata", "sha256_file", "unflatten",
+           "verify_files"]
 
 FORMAT = "grm-jax-export-1"
 STEP_FILE = "step.jaxexport"
 VARIABLES_FILE = "variables.npz"
 META_FILE = "export.json"
 SEPARATOR = "/"
+# custom_call targets grm-jax's exporter emits. Exporting the step for cpu, cuda and tpu with every
+# attention implementation, in float32 and bfloat16, emits none: every target is refused.
+ALLOWED_CUSTOM_CALLS: frozenset[str] = frozenset()
+_CUSTOM_CALL = re.compile(r'custom_call\s*@("(?:[^"\\]|\\.)*"|[\w$.\-]+)|call_target_name\s*=\s*"((?:[^"\\]|\\.)*)"')
+_HOST_OPS = re.compile(r"\b(?:stablehlo|mhlo)\.(send|recv|infeed|outfeed)\b")
+
+
+class ExportError(ValueError):
+    """An export directory cannot be used: a damaged file, a wrong format, or a module that calls
+    code outside itself. The message names the file (and the target or value)."""
+
+
+def sha256_file(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_files(path, meta: dict, names) -> None:
+    """Checks each file of ``names`` in the export ``path`` against ``meta['sha256']`` (older
+    exports carry no sums: nothing to check)."""
+    sums = meta.get("sha256")
+    if sums is None:
+        return
+    if not isinstance(sums, dict):
+        raise ExportError(f"{Path(path) / META_FILE}: 'sha256' is not a table of file sums")
+    for name in names:
+        file = Path(path) / name
+        if not file.is_file():
+            raise FileNotFoundError(f"{file}: missing from the export")
+        if sums.get(name) != sha256_file(file):
+            raise ExportError(f"{file}: does not match its sha256 in {META_FILE} (truncated, damaged or replaced); "
+                              "nothing was run")
+
+
+def check_custom_calls(exported, source) -> None:
+    """ExportError naming the first custom_call target outside ALLOWED_CUSTOM_CALLS, or host
+    transfer op, in the StableHLO module of ``exported`` (read as text; nothing is compiled)."""
+    text = exported.mlir_module()
+    for match in _CUSTOM_CALL.finditer(text):
+        target = (match[1] or "").strip('"') or match[2] or ""
+        if target not in ALLOWED_CUSTOM_CALLS:
+            raise ExportError(f"{source}: the module calls custom_call target {target!r}, which grm-jax's exporter "
+                              "never emits (code outside the module); refusing to load it")
+    host = _HOST_OPS.search(text)
+    if host:
+        raise ExportError(f"{source}: the module uses the host transfer op {host[0]!r}, which grm-jax's exporter "
+                          "never emits; refusing to load it")
+
+
+def _read_npz(path: Path) -> dict:
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":
+            raise ExportError(f"{path}: not a .npz archive (no zip signature); the file is damaged or of another "
+                              "format")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise ExportError(f"{path}: damaged ({type(err).__name__}: {err})") from None
 
 
 def read_metadata(path, kind: str) -> dict:
@@ -48,12 +121,12 @@ def read_metadata(path, kind: str) -> dict:
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{meta_path}: not valid JSON ({err})") from None
+        raise ExportError(f"{meta_path}: not valid JSON ({err})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(f"{meta_path}: format is {meta.get('format') if isinstance(meta, dict) else None!r}, "
+        raise ExportError(f"{meta_path}: format is {meta.get('format') if isinstance(meta, dict) else None!r}, "
                          f"expected {FORMAT!r}")
     if meta.get("kind") != kind:
-        raise ValueError(f"{meta_path}: holds a {meta.get('kind')!r} export, not {kind!r}")
+        raise ExportError(f"{meta_path}: holds a {meta.get('kind')!r} export, not {kind!r}")
     return meta
 
 
@@ -103,13 +176,10 @@ def load_exported(path) -> ExportedStep:
     except ImportError:
         raise ImportError(f"{step_path}: reading a jax.export file needs the 'flatbuffers' package besides jax and "
                           f"numpy: pip install flatbuffers") from None
+    verify_files(path, meta, (STEP_FILE, VARIABLES_FILE))
     try:
         exported = jax.export.deserialize(bytearray(step_path.read_bytes()))
     except Exception as err:  # flatbuffer / MLIR errors have no common base class
-        raise ValueError(f"{step_path}: cannot deserialize ({type(err).__name__}: {err})") from None
-    try:
-        with np.load(variables_path, allow_pickle=False) as npz:
-            flat = {name: npz[name] for name in npz.files}
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{variables_path}: cannot read ({err})") from None
-    return ExportedStep(exported, unflatten(flat), meta)
+        raise ExportError(f"{step_path}: cannot deserialize ({type(err).__name__}: {str(err)[:200]})") from None
+    check_custom_calls(exported, step_path)
+    return ExportedStep(exported, unflatten(_read_npz(variables_path)), meta)

@@ -11,6 +11,7 @@ onnxruntime and numpy: :mod:`grm_jax.export.onnx_loader` (``load_onnx``) imports
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -57,8 +58,9 @@ def export_onnx(spec: StepSpec, out_dir, opset: int = 23) -> Path:
     finally:
         ir_log.setLevel(level)
     out_dir = Path(out_dir)
-    meta = metadata(spec, "onnx", out_avals, opset=opset)
+    graph = model.SerializeToString()
+    meta = metadata(spec, "onnx", out_avals, opset=opset, sha256={ONNX_FILE: hashlib.sha256(graph).hexdigest()})
     with AtomicFiles() as out:
-        out.write_bytes(out_dir / ONNX_FILE, model.SerializeToString())
+        out.write_bytes(out_dir / ONNX_FILE, graph)
         out.write_text(out_dir / META_FILE, json.dumps(meta, indent=1) + "\n")
     return out_dir

@@ -17,6 +17,7 @@ float32 (see ``grm_jax/export/loader.py`` for the same step under jax.export).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -58,6 +59,21 @@ def _read_metadata(path: Path) -> dict:
     return meta
 
 
+def _verify_sha256(onnx_path: Path, meta: dict) -> None:
+    """Checks step.onnx against the sha256 export.json lists (older exports list none), so a
+    truncated or damaged graph is refused before onnxruntime parses it."""
+    sums = meta.get("sha256")
+    if sums is None:
+        return
+    digest = hashlib.sha256()
+    with open(onnx_path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    if not isinstance(sums, dict) or sums.get(ONNX_FILE) != digest.hexdigest():
+        raise ValueError(f"{onnx_path}: does not match its sha256 in {_META_FILE} (truncated, damaged or "
+                         "replaced); nothing was run")
+
+
 def load_onnx(path, providers=("CPUExecutionProvider",)) -> OnnxStep:
     """The export directory ``path`` written with ``--format onnx`` -> :class:`OnnxStep`.
     providers: onnxruntime execution providers, e.g. ("CUDAExecutionProvider", "CPUExecutionProvider")."""
@@ -66,6 +82,7 @@ def load_onnx(path, providers=("CPUExecutionProvider",)) -> OnnxStep:
     onnx_path = path / ONNX_FILE
     if not onnx_path.is_file():
         raise FileNotFoundError(f"{onnx_path}: missing from the export")
+    _verify_sha256(onnx_path, meta)
     try:
         import onnxruntime as ort  # noqa: PLC0415
     except ImportError:
@@ -73,4 +90,8 @@ def load_onnx(path, providers=("CPUExecutionProvider",)) -> OnnxStep:
                           "(or onnxruntime-gpu)") from None
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only (not the notes on unused initializers)
-    return OnnxStep(ort.InferenceSession(str(onnx_path), options, providers=list(providers)), meta)
+    try:
+        session = ort.InferenceSession(str(onnx_path), options, providers=list(providers))
+    except Exception as err:  # onnxruntime's errors (Fail, InvalidProtobuf, ...) share no public base class
+        raise ValueError(f"{onnx_path}: onnxruntime cannot load it ({type(err).__name__}: {str(err)[:200]})") from None
+    return OnnxStep(session, meta)

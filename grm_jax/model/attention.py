@@ -31,6 +31,10 @@ RELATION_RULE = np.array([[1.0, 0.0, 1.0],
                           [0.0, 1.0, 1.0],
                           [1.0, 1.0, 1.0]], np.float32)
 SOFTMAX_EPS = 1e-6
+# Layout of q/k/v in the dense paths ('masked', training, first block): True = token-major
+# (B,N,H,hd) with `masked_attention_tokens`; False = head-major (B,H,N,hd), the layout of the
+# official code. Same numbers; benchmarks/train_ab.py compares the two.
+TOKEN_MAJOR = True
 
 # ModelConfig.attention values that run `fused_attention` at inference -> its `implementation`.
 # 'fused_cudnn' asks for cuDNN's fused kernel (NVIDIA, bfloat16 compute); not verified on a GPU yet.
@@ -99,6 +103,18 @@ def masked_attention(q: jax.Array, k: jax.Array, v: jax.Array, policy: jax.Array
     """Dense masked attention with the official epsilon-softmax. Shapes (B,H,N,hd)."""
     probs = masked_softmax(attention_logits(q, k), policy_mask(policy))
     return jnp.einsum("bhqk,bhkd->bhqd", probs.astype(v.dtype), v)
+
+
+def masked_attention_tokens(q: jax.Array, k: jax.Array, v: jax.Array, policy: jax.Array | None) -> jax.Array:
+    """`masked_attention` (policy given) or `full_attention` (policy None) on token-major (B,N,H,hd)
+    q/k/v, returning (B,N,H,hd): the head axis is never moved in front of the tokens, so neither the
+    split of the projections nor the merge before the output projection copies a transpose."""
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) * (q.shape[-1] ** -0.5)
+    if policy is None:
+        probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+    else:
+        probs = masked_softmax(logits, policy_mask(policy))
+    return jnp.einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v)
 
 
 def separate_attention(q: jax.Array, k: jax.Array, v: jax.Array, policy: jax.Array,

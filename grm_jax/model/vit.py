@@ -37,15 +37,21 @@ class Attention(nn.Module):
         cfg = self.config
         b, n, d = x.shape
         nz = cfg.num_template_tokens
-        fused = cfg.attention in attn_lib.FUSED_IMPLS and not train  # token-major (B,N,H,hd), no transposes
+        fused = cfg.attention in attn_lib.FUSED_IMPLS and not train
         impl = attn_lib.FUSED_IMPLS.get(cfg.attention)
-        split = attn_lib.split_heads_tokens if fused else attn_lib.split_heads
+        separate = cfg.attention == "separate" and not train
+        tokens = fused or (attn_lib.TOKEN_MAJOR and not separate)  # (B,N,H,hd): no head transposes
+        dense = attn_lib.masked_attention_tokens if tokens else None
+        split = attn_lib.split_heads_tokens if tokens else attn_lib.split_heads
         q, k, v = split(_dense(3 * d, "qkv", self.dtype)(x), cfg.num_heads)
 
         division = None
         if not self.divide or cfg.search_categories == (2,):
             # first block, or one-stream form
-            out = attn_lib.fused_attention(q, k, v, None, impl) if fused else attn_lib.full_attention(q, k, v)
+            if fused:
+                out = attn_lib.fused_attention(q, k, v, None, impl)
+            else:
+                out = dense(q, k, v, None) if tokens else attn_lib.full_attention(q, k, v)
             if self.divide:
                 division = {"ea": jnp.ones((b, n - nz), jnp.float32)}
         else:
@@ -67,12 +73,12 @@ class Attention(nn.Module):
             if fused:
                 mask = attn_lib.category_mask(attn_lib.token_categories(policy))
                 out = attn_lib.fused_attention(q, k, v, mask, impl)
-            elif cfg.attention == "separate" and not train:
+            elif separate:
                 out = attn_lib.separate_attention(q, k, v, policy, nz, cats)
             else:
-                out = attn_lib.masked_attention(q, k, v, policy)
+                out = dense(q, k, v, policy) if tokens else attn_lib.masked_attention(q, k, v, policy)
             division = {**(division or {}), "ea": (hard @ select)[..., 2], "hard": hard}
-        out = out.reshape(b, n, d) if fused else attn_lib.merge_heads(out)
+        out = out.reshape(b, n, d) if tokens else attn_lib.merge_heads(out)
         out = _dense(d, "proj", self.dtype)(out)
         return out, division
 

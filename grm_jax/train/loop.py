@@ -43,10 +43,13 @@ from grm_jax.run_config import RunConfig, TrainConfig
 from grm_jax.train import checkpointing, sample_run
 from grm_jax.train import step as step_lib
 from grm_jax.train.memory import check_batch_fits
+from grm_jax.train.prefetch import DevicePrefetcher
 from grm_jax.train.progress import Progress, everywhere, say, to_host
 from grm_jax.train.workdir import WorkdirLock, write_run_files
 
-__all__ = ["run_train", "plan_schedule", "Schedule", "check_paths"]
+__all__ = ["run_train", "plan_schedule", "Schedule", "check_paths", "DEVICE_PREFETCH"]
+
+DEVICE_PREFETCH = 2  # device batches kept ready ahead of the step (double buffering)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,7 +220,11 @@ def _setup(run: RunConfig, workdir: pathlib.Path) -> _Session:
     say("parameters: " + ", ".join(f"{g} {n / 1e6:.2f}M" for g, n in sizes.items()))
     donate = jax.default_backend() != "cpu"  # CPU arrays may be shared with async checkpoint writes
     train_step = step_lib.make_train_step(model, tx, lr_fn, mesh=mesh, state_sharding=shardings, donate=donate)
-    return _Session(run, workdir, sched, mesh, state, train_step, data_iter, manager, int(to_host(state.step)))
+    # batches are read and placed on the devices in a background thread, DEVICE_PREFETCH steps ahead;
+    # checkpoints record the position after the last batch a step consumed (grm_jax.train.prefetch)
+    device_iter = DevicePrefetcher(data_iter, lambda b: step_lib.put_batch(b, mesh, sched.global_batch),
+                                   DEVICE_PREFETCH)
+    return _Session(run, workdir, sched, mesh, state, train_step, device_iter, manager, int(to_host(state.step)))
 
 
 def _initial_variables(run: RunConfig):
@@ -247,7 +254,7 @@ def _train_steps(s: _Session) -> tuple[int, dict]:
     progress = Progress(s.workdir, step, sched.total_steps, sched.global_batch)
     try:
         while step < sched.total_steps:
-            batch = step_lib.put_batch(next(s.data_iter), s.mesh, sched.global_batch)
+            batch = next(s.data_iter)  # already on the devices (DevicePrefetcher)
             first = step == s.start_step
             if first:
                 say("compiling the train step (first step) ...")
