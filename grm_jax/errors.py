@@ -83,7 +83,6 @@ TERMINATED_EXIT = 143
 # a report (exit status 70, EX_SOFTWARE).
 USER_ERRORS = (GrmError,)
 BUG_EXIT = 70
-BUG_REPORT_URL = "https://github.com/grm-jax/grm-jax/issues"
 
 
 class ConfigFileError(ConfigError):
@@ -107,7 +106,8 @@ def report_error(err: BaseException, verbose: bool = False, prefix: str = "error
     if not isinstance(err, GrmError):
         traceback.print_exception(err)
         print(f"{prefix}: internal error {type(err).__name__}: {err}\n  this is a bug in grm-jax, not a problem with "
-              f"your input: please report it with the traceback above at {BUG_REPORT_URL}", file=sys.stderr)
+              f"your input: please report it to the grm-jax maintainers (the issue tracker of the repository you "
+              f"installed from) with the traceback above", file=sys.stderr)
         return BUG_EXIT
     if verbose:
         traceback.print_exception(err)
