@@ -28,6 +28,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from grm_jax.distributed import batch_mesh  # noqa: E402
 from grm_jax.model import GRM  # noqa: E402
 from grm_jax.run_config import RunConfig  # noqa: E402
 from grm_jax.train import optimizer as opt_lib, sample_run, state as state_lib, step as step_lib  # noqa: E402
@@ -43,9 +44,9 @@ def sample_batches(run: RunConfig, steps: int) -> list[dict]:
 
 def curves(run: RunConfig, batches: list[dict], dtypes) -> dict:
     """{dtype: {'loss': [...], 'iou': [...], 'ms': [...]}}; the dtypes' steps alternate."""
-    mesh = state_lib.make_mesh(jax.local_devices()[:1])
+    mesh = batch_mesh(jax.local_devices()[:1])
     steps_per_epoch = max(run.data.samples_per_epoch // run.train.batch_size, 1)
-    tx, lr_fn = opt_lib.make_optimizer(opt_lib.optimizer_spec_from(run.train, steps_per_epoch))
+    tx, lr_fn = opt_lib.make_optimizer(run.train, steps_per_epoch)
     runs = {}
     for name in dtypes:
         model = GRM(run.model, dtype=jnp.dtype(name))

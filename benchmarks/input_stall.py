@@ -24,6 +24,7 @@ if str(REPO) not in sys.path:
 
 import jax  # noqa: E402
 
+from grm_jax.distributed import batch_mesh  # noqa: E402
 from grm_jax.model import GRM  # noqa: E402
 from grm_jax.run_config import RunConfig  # noqa: E402
 from grm_jax.train import optimizer as opt_lib, sample_run, state as state_lib, step as step_lib  # noqa: E402
@@ -34,9 +35,9 @@ from grm_jax.train.prefetch import DevicePrefetcher  # noqa: E402
 def measure(run: RunConfig, workers: int, steps: int, block: int) -> dict:
     from data_pipelines.pipeline import make_train_iterator  # noqa: PLC0415
 
-    mesh = state_lib.make_mesh(jax.local_devices()[:1])
+    mesh = batch_mesh(jax.local_devices()[:1])
     model = GRM(run.model)
-    tx, lr_fn = opt_lib.make_optimizer(opt_lib.optimizer_spec_from(run.train, 100))
+    tx, lr_fn = opt_lib.make_optimizer(run.train, 100)
     state = state_lib.create_state(model, tx, jax.random.PRNGKey(0), mesh)
     fn = step_lib.make_train_step(model, tx, lr_fn, mesh=mesh, donate=True)
     batch = run.train.batch_size

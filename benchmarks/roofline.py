@@ -107,11 +107,13 @@ def train_case(cfg: ModelConfig, dtype, batch: int, variables):
     """(callable running one train step on a fixed device batch, FLOPs). The state is donated and
     carried from call to call, as in the training loop."""
     from data_pipelines.processing import generate_heatmap  # noqa: PLC0415
+    from grm_jax.distributed import batch_mesh  # noqa: PLC0415
+    from grm_jax.run_config import TrainConfig  # noqa: PLC0415
     from grm_jax.train import optimizer as opt_lib, state as state_lib, step as step_lib  # noqa: PLC0415
 
     model = GRM(cfg, dtype=dtype)
-    tx, lr_fn = opt_lib.make_optimizer(opt_lib.OptimizerSpec(steps_per_epoch=1000))
-    mesh = state_lib.make_mesh(jax.local_devices()[:1])
+    tx, lr_fn = opt_lib.make_optimizer(TrainConfig(), steps_per_epoch=1000)
+    mesh = batch_mesh(jax.local_devices()[:1])
     shardings = state_lib.state_shardings(state_lib.abstract_state(model, tx), mesh, False)
     state = state_lib.create_state(model, tx, jax.random.PRNGKey(0), mesh, False, variables=variables)
     fn = step_lib.make_train_step(model, tx, lr_fn, mesh=mesh, state_sharding=shardings, donate=True)

@@ -25,9 +25,11 @@ most used flags, one example each:
   --set        python -m convert_weights mae mae_pretrain_vit_base.pth models/m --config configs/grm_got.py --set model.search_size=320
   --verbose    python -m convert_weights grm broken.pth.tar models/x --verbose   (traceback on errors)
 
-Bad input (unreadable or unsafe file, wrong architecture, NaN/Inf weights) prints one line naming
-the file, key or value (plus a hint) and exits with status 2. `python -m convert_weights grm -h`
-lists every option of a subcommand.
+Bad input (unreadable or unsafe file, wrong architecture, NaN/Inf weights, a file claiming more
+tensor data than its model needs) prints one line naming the file, key or value (plus a hint) and
+exits with status 2. DST is written beside itself and swapped in atomically: an existing model
+directory there is replaced whole, or kept if the run fails or is killed.
+`python -m convert_weights grm -h` lists every option of a subcommand.
 """
 
 
@@ -98,12 +100,12 @@ def _convert(args):
 def main(argv=None) -> int:
     """Entry point; returns the exit status (0 ok, 2 bad input)."""
     args = build_parser().parse_args(argv)
-    from grm_jax.errors import USER_ERRORS, report_user_error  # noqa: PLC0415
+    from grm_jax.errors import report_error  # noqa: PLC0415
 
     try:
         out, config, note = _convert(args)
-    except USER_ERRORS as err:
-        return report_user_error(err, args.verbose)
+    except Exception as err:  # noqa: BLE001  (GrmError: one line; anything else: a bug, with its traceback)
+        return report_error(err, args.verbose)
     print(f"wrote {out} ({config.embed_dim}-d, depth {config.depth}, {config.num_heads} heads, "
           f"template {config.template_size}, search {config.search_size}); {note}")
     return 0

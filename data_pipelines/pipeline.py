@@ -28,21 +28,14 @@ import numpy as np
 
 from data_pipelines.processing import PairProcessor, make_training_sample
 from data_pipelines.sampler import PairSampler
-from grm_jax.datasets import DEFAULT_SAMPLE_ROOT, PACK_META, Source, training_source
+from grm_jax.datasets import PACK_META, Source, dataset_root, training_source
 from grm_jax.datasets.registry import TRAIN, resolve
 from grm_jax.errors import ConfigError
 from grm_jax.run_config import CropSpec, DataConfig, RunConfig
 
-__all__ = ["build_sources", "PairMaker", "make_train_dataset", "make_train_iterator", "sample_root",
-           "DEFAULT_SAMPLE_DIR"]
+__all__ = ["build_sources", "PairMaker", "make_train_dataset", "make_train_iterator"]
 
-DEFAULT_SAMPLE_DIR = DEFAULT_SAMPLE_ROOT  # its home is grm_jax.datasets.sample
 _UNBOUNDED_SAMPLES = 1 << 40
-
-
-def sample_root(data: DataConfig) -> str:
-    """Folder of the generated sample dataset: ``data.roots['sample']``, else ``DEFAULT_SAMPLE_DIR``."""
-    return data.roots.get("sample") or DEFAULT_SAMPLE_DIR
 
 
 def _packed_root(data: DataConfig, spec) -> str | None:
@@ -60,19 +53,17 @@ def build_sources(data: DataConfig) -> tuple[list[Source], list[float]]:
     """Readers for ``data.datasets`` (registry names) and their sampling weights ``data.ratios``.
 
     Root of a dataset: ``<data.packed_dir>/<name or alias>`` when that folder holds a packed dataset,
-    else ``data.roots[<its root key>]`` (``sample_root(data)`` for the generated sample data).
+    else ``grm_jax.datasets.dataset_root`` (the one dataset-root function; the generated sample data
+    defaults to its cache folder).
     A root that is itself a packed folder is read with the packed reader too.
     """
     sources = []
     for name in data.datasets:
         spec = resolve(name, TRAIN, where="config.data.datasets")
-        root = _packed_root(data, spec)
-        if root is None and spec.root == "sample":
-            root = sample_root(data)
-        elif root is None:
-            root = data.roots.get(spec.root)
-            if root is None:
-                raise ConfigError(f"dataset {name!r} needs config.data.roots.{spec.root} (a folder), which is not set")
+        root = _packed_root(data, spec) or dataset_root(spec.name, data.roots)
+        if root is None:
+            raise ConfigError(f"dataset {name!r} needs config.data.roots.{spec.root} (a folder), which is not set",
+                              hint=f"--config.data.roots.{spec.root}=PATH, or see grm-jax --mode=datasets")
         sources.append(training_source(spec.name, root))
     return sources, [float(r) for r in data.ratios]
 

@@ -20,7 +20,6 @@ Outputs are NHWC float32 (no batch axis here).
 from __future__ import annotations
 
 import math
-import threading
 import warnings
 from typing import Any
 
@@ -34,25 +33,14 @@ from grm_jax.datasets.source import CorruptImageError
 
 __all__ = [
     "CropSpec", "PairProcessor", "jitter_box", "jittered_center_crop", "gaussian_radius", "heatmap_centers",
-    "draw_gaussian", "generate_heatmap", "make_training_sample", "skipped_images",
+    "draw_gaussian", "generate_heatmap", "make_training_sample",
 ]
 
 MIN_OVERLAP = 0.7
 BACKBONE_STRIDE = 16  # the official validity check down-samples att masks by 16, whatever the model
 
-_skip_lock = threading.Lock()
-_skipped = {"count": 0}
-
-
-def skipped_images() -> int:
-    """Number of unreadable images skipped so far in THIS process (workers count their own;
-    the per-sample ``skipped_images`` field aggregates across processes)."""
-    return _skipped["count"]
-
-
 def _note_skip(msg: str) -> None:
-    with _skip_lock:
-        _skipped["count"] += 1
+    """One warning per unreadable image (the count travels in each sample's ``skipped_images``)."""
     warnings.warn(f"skipping unreadable training image: {msg}", RuntimeWarning, stacklevel=3)
 
 

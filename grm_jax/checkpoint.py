@@ -37,7 +37,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from grm_jax.errors import CheckpointError, ConfigError
+from grm_jax.errors import CheckpointError, ConfigError, MissingFileError
 from grm_jax.io_utils import atomic_write_bytes, replaced_directory
 from grm_jax.model.config import ModelConfig
 from grm_jax.model.grm import GRM, abstract_variables
@@ -286,7 +286,7 @@ def verify_weights(directory: str | os.PathLike) -> None:
 def _latest_step_dir(workdir: pathlib.Path) -> pathlib.Path:
     steps = checkpoint_steps(workdir)
     if not steps:
-        raise FileNotFoundError(f"{checkpoints_dir(workdir)}: no checkpoint steps")
+        raise MissingFileError(f"{checkpoints_dir(workdir)}: no checkpoint steps")
     return step_dir(workdir, steps[-1])
 
 
@@ -294,12 +294,12 @@ def resolve_variables_dir(path: str | os.PathLike) -> tuple[pathlib.Path, pathli
     """Returns (directory holding model_config.json, orbax variables directory)."""
     path = pathlib.Path(path).absolute()
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such checkpoint directory")
+        raise MissingFileError(f"{path}: no such checkpoint directory")
     if (path / VARIABLES_DIR).is_dir():
         return path, path / VARIABLES_DIR
     if checkpoints_dir(path).is_dir():
         return path, _latest_step_dir(path) / ITEM_VARIABLES
-    raise FileNotFoundError(f"{path}: neither a model directory (variables/) nor a training "
+    raise MissingFileError(f"{path}: neither a model directory (variables/) nor a training "
                             f"workdir (checkpoints/)")
 
 

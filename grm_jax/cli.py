@@ -15,8 +15,8 @@ import signal
 import sys
 import threading
 
-from grm_jax.errors import (TERMINATED_EXIT, USER_ERRORS, GrmError, Terminated, raise_on_sigterm,
-                            report_user_error)
+from grm_jax.errors import (TERMINATED_EXIT, GrmError, Terminated, raise_on_sigterm,
+                            report_error)
 
 __all__ = ["main", "build_parser"]
 
@@ -191,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except USER_ERRORS as err:
-        return report_user_error(err, args.verbose)
+    except Exception as err:  # noqa: BLE001  (GrmError: one line; anything else: a bug, with its traceback)
+        return report_error(err, args.verbose)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

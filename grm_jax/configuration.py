@@ -15,9 +15,10 @@ import difflib
 import importlib.resources
 import importlib.util
 import pathlib
+import traceback
 from typing import Iterable
 
-from grm_jax.errors import ConfigError
+from grm_jax.errors import ConfigError, ConfigFileError, GrmError
 from grm_jax.run_config import RunConfig
 
 __all__ = ["BUNDLED_CONFIGS", "bundled_config_for", "bundled_config_path", "load_config_tree", "load_run_config", "resolve_config_path"]
@@ -44,20 +45,51 @@ def resolve_config_path(spec: str) -> pathlib.Path:
                       + (f" (did you mean {close[0]}?)" if close else ""))
 
 
-def load_config_tree(spec: str, overrides: Iterable[str] = ()) -> tuple[dict, str]:
-    """Runs ``get_config()`` of the config ``spec`` and applies ``a.b=value`` overrides.
-    Returns ``(nested dict, config name)``."""
-    path = resolve_config_path(spec)
+MAX_OVERRIDE_CHARS = 4096  # a longer --config.a.b=value is a pasted file or an attack, not a setting
+
+
+def _run_config_file(path: pathlib.Path):
+    """Executes the config file ``path`` and returns what its ``get_config()`` returns. The file is
+    the user's code: an exception in it becomes a ConfigFileError carrying its traceback (printed
+    above the one-line message); sys.exit() in it is reported as such."""
     module_spec = importlib.util.spec_from_file_location(f"_grm_config_{path.stem}", path)
     module = importlib.util.module_from_spec(module_spec)
     try:
         module_spec.loader.exec_module(module)
-        config = module.get_config()
-    except (ImportError, AttributeError, SyntaxError) as err:
-        raise ConfigError(f"{path}: cannot build the config ({type(err).__name__}: {err})") from err
+        get_config = getattr(module, "get_config", None)
+        if not callable(get_config):
+            raise ConfigError(f"{path}: defines no get_config() function",
+                              hint="a config file defines get_config() returning an ml_collections.ConfigDict")
+        config = get_config()
+    except SystemExit as err:
+        raise ConfigError(f"{path}: called sys.exit({err.code!r}) while being loaded; nothing was run",
+                          hint="a config file only defines get_config(); remove the exit call") from None
+    except GrmError:
+        raise
+    except Exception as err:  # noqa: BLE001  (the user's code: any error is reported with its traceback)
+        frames = traceback.extract_tb(err.__traceback__)
+        own = [f for f in frames if f.filename == str(path)] or frames
+        details = "".join(["Traceback of the config file (most recent call last):\n",
+                           *traceback.format_list(own[:1] + frames[frames.index(own[0]) + 1:])])
+        raise ConfigFileError(f"{path}: loading the config raised {type(err).__name__}: {err}", details=details,
+                              hint="the traceback above is in your config file") from None
+    if not (isinstance(config, dict) or hasattr(config, "to_dict")):
+        raise ConfigError(f"{path}: get_config() returned {type(config).__name__}, not an ml_collections.ConfigDict",
+                          hint="end get_config() with 'return c' (start from default_configdict())")
+    return config
+
+
+def load_config_tree(spec: str, overrides: Iterable[str] = ()) -> tuple[dict, str]:
+    """Runs ``get_config()`` of the config ``spec`` and applies ``a.b=value`` overrides.
+    Returns ``(nested dict, config name)``."""
+    path = resolve_config_path(spec)
+    config = _run_config_file(path)
     tree = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     for item in overrides:
-        key, sep, raw = str(item).partition("=")
+        item = str(item)
+        if len(item) > MAX_OVERRIDE_CHARS:
+            raise ConfigError(f"override {item[:60]!r}... is {len(item)} characters long (limit {MAX_OVERRIDE_CHARS})")
+        key, sep, raw = item.partition("=")
         if not sep:
             raise ConfigError(f"override {item!r} is not KEY=VALUE")
         set_by_path(tree, key.strip().removeprefix("--").removeprefix("config."), raw)
@@ -106,7 +138,7 @@ def set_by_path(tree: dict, key: str, raw: str) -> None:
             node = node[part]
     try:
         value = ast.literal_eval(raw.strip())
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         value = raw.strip()
     node[parts[-1]] = value
 

@@ -78,23 +78,45 @@ def raise_on_sigterm():
 # Exit status of a run stopped by SIGTERM (128 + 15, what the shell reports for a killed process).
 TERMINATED_EXIT = 143
 
-# What a command-line entry point reports as a user error (one line, exit status 2) rather than
-# a traceback: our own errors, missing / unreadable files, and values a library refused.
-USER_ERRORS = (GrmError, OSError, ValueError)
+# What a command-line entry point reports as a user error (one line, exit status 2): only our own
+# errors. Any other exception is a bug in grm-jax: report_error prints its traceback and asks for
+# a report (exit status 70, EX_SOFTWARE).
+USER_ERRORS = (GrmError,)
+BUG_EXIT = 70
 
 
-def report_user_error(err: BaseException, verbose: bool = False, prefix: str = "error",
-                      verbose_hint: str = "run with --verbose for the traceback") -> int:
-    """Prints ``err`` for a person (``user_message()`` for a GrmError, ``Type: text`` otherwise)
-    to stderr, with the traceback when ``verbose`` (else ``verbose_hint``, naming how to get it);
-    returns the exit status 2."""
+class ConfigFileError(ConfigError):
+    """A config file (the user's code) failed while being loaded: ``details`` holds the traceback
+    of that code, which is printed above the one-line message."""
+
+    def __init__(self, message: str, details: str = "", hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.details = details
+
+
+def report_error(err: BaseException, verbose: bool = False, prefix: str = "error",
+                 verbose_hint: str = "run with --verbose for the traceback") -> int:
+    """Prints ``err`` to stderr and returns the exit status: a GrmError as one line (plus its hint,
+    plus the traceback of a config file's own code, plus the full traceback with ``verbose``, else
+    ``verbose_hint`` naming how to get it) -> 2; anything else as a bug: its traceback and a
+    request to report it -> BUG_EXIT."""
     import sys  # noqa: PLC0415
     import traceback  # noqa: PLC0415
 
+    if not isinstance(err, GrmError):
+        traceback.print_exception(err)
+        print(f"{prefix}: internal error {type(err).__name__}: {err}\n  this is a bug in grm-jax, not a problem with "
+              f"your input: please report it to the grm-jax maintainers (the issue tracker of the repository you "
+              f"installed from) with the traceback above", file=sys.stderr)
+        return BUG_EXIT
     if verbose:
         traceback.print_exception(err)
-    message = err.user_message() if isinstance(err, GrmError) else f"{type(err).__name__}: {err}"
-    print(f"{prefix}: {message}", file=sys.stderr)
+    elif getattr(err, "details", ""):
+        print(err.details.rstrip(), file=sys.stderr)
+    print(f"{prefix}: {err.user_message()}", file=sys.stderr)
     if not verbose:
         print(f"  ({verbose_hint})", file=sys.stderr)
     return 2
+
+
+report_user_error = report_error  # the name the entry points used before

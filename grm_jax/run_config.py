@@ -31,7 +31,7 @@ from typing import Any, Mapping
 
 from grm_jax.datasets.registry import ROOT_KEYS, TRAIN, resolve
 from grm_jax.errors import ConfigError
-from grm_jax.model.config import ATTENTION_IMPLS, ModelConfig
+from grm_jax.model.config import ATTENTION_IMPLS, ModelConfig, _show
 
 __all__ = ["check_threshold", "CropSpec", "DataConfig", "EvalConfig", "InitConfig", "Jitter", "RunConfig", "TrackConfig",
            "TrainConfig", "default_configdict", "parse_layer_ranges"]
@@ -220,7 +220,7 @@ def check_threshold(value, key: str = "track.threshold") -> float:
     joins E_A when P(E_S) < threshold, so 1 would put every token there). Returns it as float."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or not 0.0 <= value < 1.0:
-        raise ConfigError(f"{key}={value!r}: must be a number in [0, 1) (0 = argmax)",
+        raise ConfigError(f"{key}={_show(value)}: must be a number in [0, 1) (0 = argmax)",
                           hint="leave it unset for the benchmark's official value")
     return float(value)
 
@@ -305,19 +305,19 @@ def _coerce(value, hint, key: str):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = [value]  # one value for a one-element list, e.g. --config.data.ratios=1.0
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config.{key}={value!r}: expected a list")
+            raise ConfigError(f"config.{key}={_show(value)}: expected a list")
         return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
     if origin in (Mapping, dict) or hint is Mapping:
         if not isinstance(value, Mapping):
-            raise ConfigError(f"config.{key}={value!r}: expected a section")
+            raise ConfigError(f"config.{key}={_show(value)}: expected a section")
         return dict(value)
     if hint is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"config.{key}={value!r}: expected True or False")
+            raise ConfigError(f"config.{key}={_show(value)}: expected True or False")
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"config.{key}={value!r}: expected an integer")
+            raise ConfigError(f"config.{key}={_show(value)}: expected an integer")
         return value
     if hint is float:
         if isinstance(value, str):
@@ -326,11 +326,11 @@ def _coerce(value, hint, key: str):
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"config.{key}={value!r}: expected a number")
+            raise ConfigError(f"config.{key}={_show(value)}: expected a number")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
-            raise ConfigError(f"config.{key}={value!r}: expected a string")
+            raise ConfigError(f"config.{key}={_show(value)}: expected a string")
         return value
     return value
 
@@ -351,7 +351,7 @@ def _plain(obj):
 
 def _require(ok: bool, key: str, value, why: str) -> None:
     if not ok:
-        raise ConfigError(f"config.{key}={value!r}: {why}")
+        raise ConfigError(f"config.{key}={_show(value)}: {why}")
 
 
 def _validate(run: RunConfig) -> None:

@@ -24,7 +24,7 @@ from typing import Callable, Mapping
 
 from grm_jax.datasets.registry import official_threshold, resolve
 from grm_jax.errors import ConfigError
-from grm_jax.model.config import ATTENTION_IMPLS
+from grm_jax.model.config import ATTENTION_IMPLS, _show
 from grm_jax.run_config import DTYPES, PRECISIONS, RunConfig, TrackConfig, check_threshold
 
 __all__ = ["MODEL_KEYS", "PRECEDENCE", "ModelTrack", "Resolved", "effective_track", "resolve_attention",
@@ -69,7 +69,7 @@ class ModelTrack:
         for key in ("template_factor", "search_factor"):
             value = d[key]
             if not _is_number(value) or not 0 < value <= MAX_FACTOR:
-                raise ConfigError(f"{key}={value!r}: expected a number in (0, {MAX_FACTOR}]")
+                raise ConfigError(f"{key}={_show(value)}: expected a number in (0, {MAX_FACTOR}]")
         if isinstance(d["clip_margin"], bool) or not isinstance(d["clip_margin"], int) or d["clip_margin"] < 0:
             raise ConfigError(f"clip_margin={d['clip_margin']!r}: expected an integer >= 0")
         if not isinstance(d["thresholds"], Mapping):
@@ -141,7 +141,7 @@ def resolve_dtype(value, default: str = "float32") -> str:
         except TypeError:
             name = repr(value)
     if name not in DTYPES:
-        raise ConfigError(f"track.dtype={value!r}: expected one of {', '.join(DTYPES)}")
+        raise ConfigError(f"track.dtype={_show(value)}: expected one of {', '.join(DTYPES)}")
     return name
 
 
@@ -153,14 +153,14 @@ def resolve_attention(value: str | None, backend: str | None = None) -> str:
 
         return inference_attention(backend)
     if value not in ATTENTION_IMPLS:
-        raise ConfigError(f"track.attention={value!r}: expected one of {', '.join(ATTENTION_IMPLS)}")
+        raise ConfigError(f"track.attention={_show(value)}: expected one of {', '.join(ATTENTION_IMPLS)}")
     return value
 
 
 def resolve_precision(value: str | None) -> str | None:
     """jax matmul precision ('highest' | 'high' | 'default'; None = jax's default)."""
     if value is not None and value not in PRECISIONS:
-        raise ConfigError(f"track.matmul_precision={value!r}: expected one of {', '.join(PRECISIONS)}")
+        raise ConfigError(f"track.matmul_precision={_show(value)}: expected one of {', '.join(PRECISIONS)}")
     return value
 
 

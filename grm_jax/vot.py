@@ -28,7 +28,7 @@ import threading
 
 import numpy as np
 
-from grm_jax.errors import USER_ERRORS, ConfigError, DataError, report_user_error
+from grm_jax.errors import USER_ERRORS, ConfigError, DataError, report_error
 from grm_jax.run_config import DTYPES
 
 __all__ = ["ENV_VARS", "build_tracker", "main", "parse_args", "region_to_box", "serve"]
@@ -50,8 +50,8 @@ def parse_args(argv=None, environ=None) -> argparse.Namespace:
     parser.add_argument("--dtype", choices=DTYPES,
                         help="compute dtype (env GRM_DTYPE; default: the config's track.dtype)")
     parser.add_argument("--config", help="run config (bundled name or file) whose 'track' section gives the "
-                                         "crop factors, precision and attention (env GRM_CONFIG; default: "
-                                         "grm_jax.run_config.TrackConfig defaults, i.e. the ViT-B recipe)")
+                                         "precision and attention (env GRM_CONFIG); crop factors and clip margin "
+                                         "are the model's own (track_config.json), see README 'Run configs'")
     parser.add_argument("--verbose", action="store_true",
                         help="print the traceback of an error (env GRM_VOT_DEBUG=1 does the same)")
     args = parser.parse_args(argv)
@@ -256,11 +256,13 @@ def main(argv=None) -> int:
     try:
         args = parse_args(argv)
         _run_server(build_tracker(args))
-    except (*USER_ERRORS, TraxException) as err:  # ValueError: e.g. a threshold outside [0, 1)
+    except (*USER_ERRORS, TraxException) as err:
         if isinstance(err, TraxException):
             err = DataError(f"TraX: {err} (the client sent something that is not a valid TraX message, or left)")
-        return report_user_error(err, verbose, prefix="grm-jax-vot: error",
-                                 verbose_hint="run with --verbose or GRM_VOT_DEBUG=1 for the traceback")
+        return report_error(err, verbose, prefix="grm-jax-vot: error",
+                            verbose_hint="run with --verbose or GRM_VOT_DEBUG=1 for the traceback")
+    except Exception as err:  # noqa: BLE001  (not a GrmError: a bug, printed with its traceback)
+        return report_error(err, True, prefix="grm-jax-vot: error")
     return 0
 
 

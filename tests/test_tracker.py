@@ -7,7 +7,8 @@ from convert_weights import convert_grm_checkpoint
 from grm_jax.errors import ConfigError
 from grm_jax.model import GRM
 from grm_jax.track.tracker import TrackParams, Tracker, validate_box
-from grm_jax.track.frames import FrameError, iter_frames, read_image
+from grm_jax.errors import DataError as FrameError
+from grm_jax.track.frames import iter_frames, read_image
 
 TT = FIXTURES / "track_tiny"
 CKPT = FIXTURES / "grm_tiny" / "GRM_ep0001.pth.tar"

@@ -35,6 +35,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
+from grm_jax.errors import DataError, MissingFileError
 from grm_jax.boxes import center_xywh, iou_xywh
 
 __all__ = [
@@ -87,7 +88,7 @@ def _boxes(a, what: str, name: str) -> np.ndarray:
     if arr.ndim == 1 and arr.shape[0] == 4:
         arr = arr[None]
     if arr.ndim != 2 or arr.shape[1] != 4:
-        raise ValueError(f"sequence {name!r}: {what} must have shape (N, 4), got {np.shape(a)}")
+        raise DataError(f"sequence {name!r}: {what} must have shape (N, 4), got {np.shape(a)}")
     return arr
 
 
@@ -109,15 +110,15 @@ def sequence_errors(pred_xywh, gt_xywh, visible=None, name: str = "sequence", da
     pred = _boxes(pred_xywh, "prediction", name).copy()
     gt = _boxes(gt_xywh, "ground truth", name)
     if pred.shape[0] != gt.shape[0]:
-        raise ValueError(
+        raise DataError(
             f"sequence {name!r}: prediction has {pred.shape[0]} frames but ground truth has {gt.shape[0]}"
         )
     if pred.shape[0] == 0:
-        raise ValueError(f"sequence {name!r}: no frames")
+        raise DataError(f"sequence {name!r}: no frames")
     if np.isnan(pred).any():
-        raise ValueError(f"sequence {name!r}: NaN in predicted boxes")
+        raise DataError(f"sequence {name!r}: NaN in predicted boxes")
     if (pred[:, 2:] < 0).any():
-        raise ValueError(f"sequence {name!r}: negative predicted width/height")
+        raise DataError(f"sequence {name!r}: negative predicted width/height")
     gt_known = ~np.isnan(gt).any(axis=1)
     for i in range(1, pred.shape[0]):
         if (pred[i, 2:] == 0.0).any() and gt_known[i]:
@@ -129,7 +130,7 @@ def sequence_errors(pred_xywh, gt_xywh, visible=None, name: str = "sequence", da
     if visible is not None:
         vis = np.asarray(visible).astype(bool).reshape(-1)
         if vis.shape[0] != gt.shape[0]:
-            raise ValueError(f"sequence {name!r}: visibility has {vis.shape[0]} entries, ground truth {gt.shape[0]}")
+            raise DataError(f"sequence {name!r}: visibility has {vis.shape[0]} entries, ground truth {gt.shape[0]}")
         valid = valid & vis
     else:
         vis = np.ones(gt.shape[0], dtype=bool)
@@ -148,7 +149,7 @@ def sequence_errors(pred_xywh, gt_xywh, visible=None, name: str = "sequence", da
         center_error[~vis] = np.inf
         norm_center_error[~vis] = np.inf
     if np.isnan(overlap).any():
-        raise ValueError(f"sequence {name!r}: NaN in computed overlaps")
+        raise DataError(f"sequence {name!r}: NaN in computed overlaps")
     return {"overlap": overlap, "center_error": center_error, "norm_center_error": norm_center_error,
             "valid": valid, "pred_xywh": pred}
 
@@ -171,7 +172,7 @@ def sequence_curves(errors: Mapping, denominator: str = "valid", name: str = "se
     n_valid = int(valid.sum())
     denom = n_valid if denominator == "valid" else int(ov.shape[0])
     if denom <= 0:
-        raise ValueError(f"sequence {name!r}: no valid frames to evaluate (denominator={denominator!r})")
+        raise DataError(f"sequence {name!r}: no valid frames to evaluate (denominator={denominator!r})")
     counted = valid if denominator == "valid" else np.ones_like(valid)  # hits outside D never count
     success = (ov[counted, None] > OVERLAP_THRESHOLDS[None, :]).sum(axis=0) / denom
     precision = (ce[counted, None] <= CENTER_THRESHOLDS[None, :]).sum(axis=0) / denom
@@ -296,9 +297,9 @@ def got10k_sequence_ious(pred_xywh, gt_xywh, image_wh, cover=None, name: str = "
     if pred.ndim == 2:
         pred = pred[None]
     if pred.ndim != 3 or pred.shape[-1] != 4:
-        raise ValueError(f"sequence {name!r}: prediction must be (N, 4) or (R, N, 4), got {pred.shape}")
+        raise DataError(f"sequence {name!r}: prediction must be (N, 4) or (R, N, 4), got {pred.shape}")
     if pred.shape[1] != gt.shape[0]:
-        raise ValueError(
+        raise DataError(
             f"sequence {name!r}: prediction has {pred.shape[1]} frames but ground truth has {gt.shape[0]}"
         )
     keep = np.ones(gt.shape[0], dtype=bool)
@@ -306,7 +307,7 @@ def got10k_sequence_ious(pred_xywh, gt_xywh, image_wh, cover=None, name: str = "
     if cover is not None:
         cov = np.asarray(cover).reshape(-1)
         if cov.shape[0] != gt.shape[0]:
-            raise ValueError(f"sequence {name!r}: cover has {cov.shape[0]} entries, ground truth {gt.shape[0]}")
+            raise DataError(f"sequence {name!r}: cover has {cov.shape[0]} entries, ground truth {gt.shape[0]}")
         keep &= cov > 0
     return np.concatenate([got10k_clipped_iou(p[keep], gt[keep], image_wh) for p in pred])
 

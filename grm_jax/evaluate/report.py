@@ -33,7 +33,7 @@ from typing import Mapping, Sequence as SequenceT
 import numpy as np
 
 from grm_jax.datasets import DATASETS, Sequence
-from grm_jax.errors import DataError
+from grm_jax.errors import DataError, MissingFileError
 from grm_jax.evaluate import metrics as M
 from grm_jax.evaluate import speed as SP
 from grm_jax.evaluate.plots import plot_attribute_bars, plot_precision, plot_success, tracker_styles
@@ -41,7 +41,7 @@ from grm_jax.evaluate.results import read_results, read_times
 from grm_jax.io_utils import atomic_write_bytes
 
 __all__ = ["plot_success", "plot_precision", "plot_attribute_bars", "write_metrics_json", "markdown_table",
-           "write_markdown_table", "write_csv_table", "image_size_wh", "score_tracker", "tracker_table",
+           "write_csv_table", "image_size_wh", "score_tracker", "tracker_table",
            "write_report", "score_results"]
 
 SUMMARY_KEYS = ("auc", "precision", "norm_precision", "op50", "op75")
@@ -111,13 +111,6 @@ def markdown_table(rows: SequenceT[Mapping], columns: SequenceT[str], headers: S
     return "\n".join(lines) + "\n"
 
 
-def write_markdown_table(rows: SequenceT[Mapping], columns: SequenceT[str], path, title: str | None = None) -> Path:
-    """Write :func:`markdown_table` (optionally under a ``# title``) to ``path``."""
-    text = (f"# {title}\n\n" if title else "") + markdown_table(rows, columns)
-    atomic_write_bytes(Path(path), text.encode())
-    return Path(path)
-
-
 def write_csv_table(rows: SequenceT[Mapping], columns: SequenceT[str], path) -> Path:
     """Write rows as CSV with a header line (full float precision; None as empty)."""
     buf = io.StringIO()
@@ -139,7 +132,7 @@ def image_size_wh(frame_path) -> tuple[int, int]:
 
     im = cv2.imread(str(frame_path), cv2.IMREAD_UNCHANGED)
     if im is None:
-        raise ValueError(f"cannot read image: {frame_path}")
+        raise DataError(f"cannot read image: {frame_path}")
     return int(im.shape[1]), int(im.shape[0])
 
 
@@ -179,7 +172,7 @@ def score_tracker(benchmark_sequences: SequenceT[Sequence], results_dir, tracker
         raise ValueError("score_tracker: no sequences given")
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
-        raise ValueError(f"results folder does not exist: {results_dir}")
+        raise MissingFileError(f"results folder does not exist: {results_dir}")
     bench = str(seqs[0].dataset)
     protocol_denominator = M.lasot_protocol_denominator(lasot_protocol)
     if denominator is None:
@@ -196,10 +189,10 @@ def score_tracker(benchmark_sequences: SequenceT[Sequence], results_dir, tracker
             if skip_missing:
                 missing.append(s.name)
                 continue
-            raise ValueError(f"missing result file for sequence {s.name!r}: {path}")
+            raise MissingFileError(f"missing result file for sequence {s.name!r}: {path}")
         gt = np.asarray(s.ground_truth, np.float64)
         if gt.shape[0] > 1 and np.isnan(gt[1:]).all():
-            raise ValueError(f"sequence {s.name!r} ({bench}): ground truth is not public; "
+            raise DataError(f"sequence {s.name!r} ({bench}): ground truth is not public; "
                              f"use the benchmark's evaluation server")
         pred = _read_prediction(path)
         per_seq_eval.append(M.evaluate_sequence(pred, gt, visible=s.visible, name=s.name, dataset=bench,
@@ -213,7 +206,7 @@ def score_tracker(benchmark_sequences: SequenceT[Sequence], results_dir, tracker
             all_times.append(t)
             speeds[s.name] = M.speed_fps(t)
     if not per_seq_eval:
-        raise ValueError(f"no result files found in {results_dir}")
+        raise DataError(f"no result files found in {results_dir}")
     _warn_invalid_ground_truth(seqs)
 
     agg = M.aggregate(per_seq_eval)

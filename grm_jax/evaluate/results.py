@@ -24,7 +24,7 @@ from typing import Iterable
 import numpy as np
 
 from grm_jax.annotations import read_box_file, read_label_file
-from grm_jax.errors import DataError
+from grm_jax.errors import DataError, MissingFileError
 from grm_jax.io_utils import atomic_write_bytes, path_inside
 
 __all__ = [
@@ -56,7 +56,7 @@ def format_boxes(boxes_xywh, fmt: str = "int", delimiter: str = "\t") -> str:
         raise ValueError(f"boxes must have shape (N, 4), got {b.shape}")
     if not np.all(np.isfinite(b)):
         bad = int(np.argwhere(~np.isfinite(b))[0, 0])
-        raise ValueError(f"non-finite box at frame {bad}: {b[bad].tolist()}")
+        raise DataError(f"non-finite box at frame {bad}: {b[bad].tolist()}")
     if fmt == "int":
         rows = b.astype(np.int64)  # truncation toward zero, like numpy astype(int) in pytracking
         return "".join(delimiter.join(str(int(v)) for v in r) + "\n" for r in rows)
@@ -80,7 +80,7 @@ def write_results(results_dir, seq_name: str, boxes_xywh, times=None, fmt: str =
         n_t = np.asarray(times).reshape(-1).shape[0]
         n_b = np.asarray(boxes_xywh).shape[0]
         if n_t != n_b:
-            raise ValueError(f"sequence {seq_name!r}: {n_b} boxes but {n_t} times")
+            raise DataError(f"sequence {seq_name!r}: {n_b} boxes but {n_t} times")
         atomic_write_bytes(path_inside(results_dir, f"{seq_name}_time.txt"), _format_times(times).encode())
     path = path_inside(results_dir, f"{seq_name}.txt")
     atomic_write_bytes(path, text.encode())
@@ -141,9 +141,9 @@ def write_got10k_submission(results_dir, seq_names: Iterable[str], out_dir, zip_
         box_path = results_dir / f"{seq}.txt"
         time_path = results_dir / f"{seq}_time.txt"
         if not box_path.is_file():
-            raise ValueError(f"missing result file: {box_path}")
+            raise MissingFileError(f"missing result file: {box_path}")
         if not time_path.is_file():
-            raise ValueError(f"missing time file: {time_path}")
+            raise MissingFileError(f"missing time file: {time_path}")
         boxes = read_results(box_path)
         times = read_times(time_path, boxes.shape[0], box_path)
         box_txt = format_boxes(boxes, fmt=fmt, delimiter=",").encode()
@@ -163,7 +163,7 @@ def write_trackingnet_submission(results_dir, seq_names: Iterable[str], zip_path
     for seq in seq_names:
         box_path = results_dir / f"{seq}.txt"
         if not box_path.is_file():
-            raise ValueError(f"missing result file: {box_path}")
+            raise MissingFileError(f"missing result file: {box_path}")
         members.append((f"{seq}.txt", format_boxes(read_results(box_path), fmt=fmt, delimiter=",").encode()))
     return _zip_atomic(Path(zip_path), members)
 

@@ -12,7 +12,7 @@ import argparse
 import sys
 import time
 
-from grm_jax.errors import USER_ERRORS, report_user_error
+from grm_jax.errors import report_error
 
 FORMATS = ("jax", "onnx")
 
@@ -52,8 +52,8 @@ def main(argv=None) -> int:
             out = export_onnx(spec, args.out)
         else:
             out = export_step(spec, args.out, platforms)
-    except USER_ERRORS as err:
-        return report_user_error(err, args.verbose)
+    except Exception as err:  # noqa: BLE001  (GrmError: one line; anything else: a bug, with its traceback)
+        return report_error(err, args.verbose)
     what = "ONNX" if args.format == "onnx" else f"jax.export for {','.join(platforms)}"
     print(f"wrote {out} ({what}, batch {spec.batch}, {spec.dtype}, {spec.attention} attention) "
           f"in {time.perf_counter() - start:.1f} s")

@@ -42,6 +42,12 @@ _FLOAT_RANGES = {"mlp_ratio": (0.0, 16.0, False), "drop_path_rate": (0.0, 1.0, T
                  "layernorm_eps": (0.0, 0.1, False), "batchnorm_eps": (0.0, 0.1, False)}
 
 
+def _show(value, limit: int = 60) -> str:
+    """repr(value), shortened for a one-line message."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -103,13 +109,13 @@ class ModelConfig:
         for name, (lo, hi) in _INT_RANGES.items():
             value = getattr(self, name)
             if not _is_int(value) or not lo <= value <= hi:
-                raise ConfigError(f"{name}={value!r}: expected an integer in [{lo}, {hi}]")
+                raise ConfigError(f"{name}={_show(value)}: expected an integer in [{lo}, {hi}]")
         for name, (lo, hi, closed) in _FLOAT_RANGES.items():
             value = getattr(self, name)
             ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
             if not ok or not (lo < value <= hi if not closed else lo <= value < hi):
                 bounds = f"[{lo}, {hi})" if closed else f"({lo}, {hi}]"
-                raise ConfigError(f"{name}={value!r}: expected a number in {bounds}")
+                raise ConfigError(f"{name}={_show(value)}: expected a number in {bounds}")
         for name, valid in (("relation", tuple(RELATION_CATEGORIES)), ("template_agg", TEMPLATE_AGGREGATIONS),
                             ("attention", ATTENTION_IMPLS)):
             if getattr(self, name) not in valid:
@@ -118,7 +124,7 @@ class ModelConfig:
             value = getattr(self, name)
             if (not isinstance(value, tuple) or not all(_is_int(i) for i in value)
                     or (count is not None and len(value) != count)):
-                raise ConfigError(f"{name}={value!r}: expected {count or 'a list of'} integers")
+                raise ConfigError(f"{name}={_show(value)}: expected {count or 'a list of'} integers")
         self._check_consistency()
 
     def _check_consistency(self) -> None:

@@ -28,7 +28,6 @@ from grm_jax.datasets.source import decode_image
 from grm_jax.errors import DataError, MissingFileError
 
 __all__ = [
-    "FrameError",
     "FrameSource",
     "IMAGE_EXTENSIONS",
     "VideoEndedEarlyWarning",
@@ -42,7 +41,6 @@ __all__ = [
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
-FrameError = DataError  # the former name of a frame-source error; every such error is a DataError
 
 
 class VideoEndedEarlyWarning(UserWarning):
