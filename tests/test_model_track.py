@@ -33,7 +33,7 @@ L320_SHAPED = ModelConfig(embed_dim=32, depth=2, num_heads=2, head_channels=16, 
                           predictor_hidden=(16, 8), drop_path_rate=0.0)
 
 
-# one worker builds the module's model directory (l320_dir) for all its tests (--dist loadgroup)
+# one worker builds the module's model directory (l320_dir) for all its tests with --dist loadgroup (not applied under pytest 9 + xdist 3.8: README Tests)
 pytestmark = pytest.mark.xdist_group("model_track")
 
 

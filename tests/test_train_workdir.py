@@ -18,7 +18,7 @@ from grm_jax.train import step as step_lib
 from grm_jax.train.workdir import WorkdirLock
 from train_utils import MICRO_OVERRIDES, data_overrides, latest_step
 
-# one worker builds the module's trained workdir (the fixture below) and runs all its tests (--dist loadgroup)
+# one worker builds the module's trained workdir (the fixture below) and runs all its tests with --dist loadgroup (not applied under pytest 9 + xdist 3.8: README Tests)
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("train_workdir")]
 
 EVERY = 2
