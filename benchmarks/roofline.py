@@ -103,10 +103,23 @@ def forward_case(cfg: ModelConfig, dtype, batch: int, variables):
     return (lambda: compiled(variables, t, s)), executable_flops(compiled)
 
 
+def random_train_batch(cfg: ModelConfig, batch: int, mesh) -> dict:
+    """A fixed training batch on ``mesh``: random NHWC template / search crops (float32), one
+    centred box (normalized x, y, w, h = 0.3) per pair and its CenterNet heatmap."""
+    from data_pipelines.processing import generate_heatmap  # noqa: PLC0415
+    from grm_jax.train import step as step_lib  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    boxes = np.tile(np.array([[0.3, 0.3, 0.3, 0.3]], np.float32), (batch, 1))
+    host = {"template": rng.normal(size=(batch, cfg.template_size, cfg.template_size, 3)).astype(np.float32),
+            "search": rng.normal(size=(batch, cfg.search_size, cfg.search_size, 3)).astype(np.float32),
+            "search_box": boxes, "heatmap": generate_heatmap(boxes, cfg.search_size, cfg.patch_size)}
+    return step_lib.put_batch(host, mesh)
+
+
 def train_case(cfg: ModelConfig, dtype, batch: int, variables):
     """(callable running one train step on a fixed device batch, FLOPs). The state is donated and
     carried from call to call, as in the training loop."""
-    from data_pipelines.processing import generate_heatmap  # noqa: PLC0415
     from grm_jax.distributed import batch_mesh  # noqa: PLC0415
     from grm_jax.run_config import TrainConfig  # noqa: PLC0415
     from grm_jax.train import optimizer as opt_lib, state as state_lib, step as step_lib  # noqa: PLC0415
@@ -117,12 +130,7 @@ def train_case(cfg: ModelConfig, dtype, batch: int, variables):
     shardings = state_lib.state_shardings(state_lib.abstract_state(model, tx), mesh, False)
     state = state_lib.create_state(model, tx, jax.random.PRNGKey(0), mesh, False, variables=variables)
     fn = step_lib.make_train_step(model, tx, lr_fn, mesh=mesh, state_sharding=shardings, donate=True)
-    rng = np.random.default_rng(0)
-    boxes = np.tile(np.array([[0.3, 0.3, 0.3, 0.3]], np.float32), (batch, 1))
-    host = {"template": rng.normal(size=(batch, cfg.template_size, cfg.template_size, 3)).astype(np.float32),
-            "search": rng.normal(size=(batch, cfg.search_size, cfg.search_size, 3)).astype(np.float32),
-            "search_box": boxes, "heatmap": generate_heatmap(boxes, cfg.search_size, cfg.patch_size)}
-    dev = step_lib.put_batch(host, mesh)
+    dev = random_train_batch(cfg, batch, mesh)
     compiled = fn.lower(state, dev).compile()
     holder = {"state": state}
 

@@ -157,7 +157,7 @@ def copies(seqs, n: int, frames: int | None = None, decoded: dict | None = None)
 def train_pairs_per_s(model, dtype, batch: int, steps: int) -> tuple[float, float]:
     """(pairs/s, compile s) of the real train step on a random batch over the local devices (as many as
     divide the batch)."""
-    from data_pipelines.processing import generate_heatmap  # noqa: PLC0415
+    from benchmarks.roofline import random_train_batch  # noqa: PLC0415
     from grm_jax.run_config import TrainConfig  # noqa: PLC0415
     from grm_jax.train import optimizer as opt_lib, state as state_lib, step as step_lib  # noqa: PLC0415
 
@@ -170,12 +170,7 @@ def train_pairs_per_s(model, dtype, batch: int, steps: int) -> tuple[float, floa
     state = state_lib.create_state(model, tx, jax.random.PRNGKey(0), mesh, False)
     fn = step_lib.make_train_step(model, tx, lr_fn, mesh=mesh, state_sharding=shardings,
                                   donate=jax.default_backend() != "cpu")
-    rng = np.random.default_rng(0)
-    boxes = np.tile(np.array([[0.3, 0.3, 0.3, 0.3]], np.float32), (batch, 1))
-    host = {"template": rng.normal(size=(batch, cfg.template_size, cfg.template_size, 3)).astype(np.float32),
-            "search": rng.normal(size=(batch, cfg.search_size, cfg.search_size, 3)).astype(np.float32),
-            "search_box": boxes, "heatmap": generate_heatmap(boxes, cfg.search_size, cfg.patch_size)}
-    dev = step_lib.put_batch(host, mesh)
+    dev = random_train_batch(cfg, batch, mesh)
     t0 = time.perf_counter()
     state, metrics = fn(state, dev)
     jax.block_until_ready(metrics)
