@@ -16,10 +16,10 @@ from grm_jax.errors import CheckpointError, TrainingError, WorkdirError
 from grm_jax.train import loop
 from grm_jax.train import step as step_lib
 from grm_jax.train.workdir import WorkdirLock
+from run_once import build_once
 from train_utils import MICRO_OVERRIDES, data_overrides, latest_step
 
-# one worker builds the module's trained workdir (the fixture below) and runs all its tests with --dist loadgroup (not applied under pytest 9 + xdist 3.8: README Tests)
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("train_workdir")]
+pytestmark = [pytest.mark.slow]
 
 EVERY = 2
 
@@ -32,15 +32,19 @@ def _run(sample_dir, *overrides):
         "train.log_every_steps=2", *overrides])
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A workdir trained to step 4 (checkpoints 2 and 4) and the sample data folder."""
-    base = tmp_path_factory.mktemp("train_workdir")
+def _train(base):
     out = loop.run_train(_run(base / "sample", "train.max_steps=4"), base / "run")
     assert out["step"] == 4 and out["checkpoint"] == str(ckpt_lib.step_dir(base / "run", 4))
     assert ckpt_lib.checkpoint_steps(base / "run") == [2, 4]
     assert not (base / "run" / ckpt_lib.LOCK_FILE).exists()  # released
     assert (base / "run" / ckpt_lib.RUN_CONFIG_FILE).is_file() and (base / "run" / ckpt_lib.TENSORBOARD_DIR).is_dir()
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A workdir trained to step 4 (checkpoints 2 and 4) and the sample data folder: trained once
+    per test run (all xdist workers share it; tests copy the workdir before training on)."""
+    base = build_once(tmp_path_factory, "train_workdir", _train)
     return base / "run", base / "sample"
 
 
