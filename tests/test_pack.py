@@ -8,9 +8,9 @@ import pytest
 from data_pipelines.pack import main as pack_main
 from data_pipelines.pack import pack_source
 from data_pipelines.pipeline import PairMaker, make_train_iterator
-from data_pipelines.sources import ensure_sample_dataset
 from grm_jax.datasets import PackedSource, training_source
 from grm_jax.datasets.sample import SampleSource
+from grm_jax.datasets.sample_generator import ensure_sample_dataset
 from grm_jax.errors import ConfigError, DataError
 from grm_jax.run_config import DataConfig, RunConfig
 

@@ -8,8 +8,8 @@ import re
 import numpy as np
 import pytest
 
-from data_pipelines.sources import sample as gen
 from grm_jax.configuration import load_run_config
+from grm_jax.datasets import sample_generator as gen
 from grm_jax.train import loop, sample_run
 from train_utils import MICRO_OVERRIDES
 
