@@ -192,6 +192,16 @@ def _flip_box_norm(box: np.ndarray) -> np.ndarray:
     return b
 
 
+def _to_reduced(box: np.ndarray, k: int, reduced_width: int, width: int, flipped: bool) -> np.ndarray:
+    """Full-frame xywh box -> pixels of the frame decoded at 1/k (pixel j covers full [k j, k j + k)).
+    A flipped reduced frame starts ``k * reduced_width - width`` full pixels left of the flipped full
+    frame when k does not divide the width."""
+    b = np.asarray(box, np.float32).copy()
+    if flipped:
+        b[0] += np.float32(k * reduced_width - width)
+    return b / np.float32(k)
+
+
 class PairProcessor:
     """Turns (template frame, box, search frame, box) into network inputs; see module doc.
     ``reduced_decode``: decode each frame at the coarsest size its crop allows
@@ -247,7 +257,8 @@ class PairProcessor:
         if math.ceil(math.sqrt(w * h) * spec.factor) < 1:
             return None
         if k > 1:  # frame decoded at 1/k: boxes in its pixels (exact, k is a power of two)
-            jit, box = jit / np.float32(k), box / np.float32(k)
+            jit, box = _to_reduced(jit, k, image.shape[1], full_hw[1], flip), _to_reduced(box, k, image.shape[1],
+                                                                                          full_hw[1], flip)
         try:
             crops, cboxes, atts = jittered_center_crop([image], [jit], [box], spec.factor, spec.size)
         except ValueError:
