@@ -17,7 +17,8 @@ F times wider and higher about its centre, clipped to the frame, to stand for la
 frames decoded at 1/2, 1/4 or 1/8 where the crop allows; benchmarks/decode_ab.py measures its effect
 on the crops).
 
-1. breakdown (one process, ``--breakdown_pairs`` pairs): ms per pair in decode (reading and decoding
+1. breakdown (one process, ``--breakdown_pairs`` pairs; pairs/s by wall clock and per CPU second of
+   the process, the steadier figure on a shared machine): ms per pair in decode (reading and decoding
    the two frames), crop (jittered centre crop + resize of template and search), augmentation (joint
    grayscale/flip, brightness, second flip, normalisation), heatmap, sampling/other, and batching
    (stacking ``--batch`` samples as grain's batch does);
@@ -132,7 +133,7 @@ def breakdown(maker: pipeline.PairMaker, pairs: int, batch: int, first: int = 0)
     """ms per pair of each stage (one process), samples ``first`` .. ``first + pairs - 1``."""
     totals: dict = {}
     samples = []
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with stage_timers(totals, maker):
         for i in range(first, first + pairs):
             samples.append(maker(i))
@@ -141,6 +142,7 @@ def breakdown(maker: pipeline.PairMaker, pairs: int, batch: int, first: int = 0)
         chunk = samples[j:j + batch]
         {k: np.stack([s[k] for s in chunk]) for k in chunk[0]}
     batching = time.perf_counter() - t1
+    cpu = time.process_time() - c0
     made = t1 - t0
     lazy = totals.get("decode in processor", 0.0)
     ms = {"decode": totals.get("decode", 0.0) + lazy, "crop": totals.get("crop", 0.0),
@@ -150,6 +152,7 @@ def breakdown(maker: pipeline.PairMaker, pairs: int, batch: int, first: int = 0)
     ms["batching"] = batching
     out = {k: 1e3 * ms[k] / pairs for k in STAGES}
     out["pairs/s"] = pairs / (made + batching)
+    out["pairs/CPU s"] = pairs / cpu  # work per core, whatever the other jobs on the machine
     return out
 
 
@@ -184,10 +187,12 @@ def _print_tables(out: dict) -> None:
     modes = out["modes"]
     print(f"input pipeline, {out['data']}, batch {out['batch']}, {out['cpus']} CPUs, "
           f"load average {out['load_average'][0]:.1f}")
-    print("\n| mode | " + " | ".join(STAGES) + " | pairs/s (one process) |\n|" + "---|" * (len(STAGES) + 2))
+    print("\n| mode | " + " | ".join(STAGES) + " | pairs/s (one process) | pairs per CPU second |\n|"
+          + "---|" * (len(STAGES) + 3))
     for mode, m in modes.items():
         stages = m["stages_ms_per_pair"]
-        print(f"| {mode} | " + " | ".join(f"{stages[k]:.2f}" for k in STAGES) + f" | {stages['pairs/s']:.1f} |")
+        print(f"| {mode} | " + " | ".join(f"{stages[k]:.2f}" for k in STAGES)
+              + f" | {stages['pairs/s']:.1f} | {stages['pairs/CPU s']:.1f} |")
     print("\n| grain workers | " + " | ".join(f"pairs/s {mode}" for mode in modes) + " |\n|---|"
           + "---|" * len(modes))
     for w in next(iter(modes.values()))["pairs_s"]:
