@@ -247,9 +247,6 @@ def test_training_source_names_and_errors(tmp_path):
     assert "lasot_train" in e.value.hint
     with pytest.raises(ConfigError, match="unknown dataset 'got10k'"):  # 'got10k' alone means nothing
         training_source("got10k", str(tmp_path))
-    # every registry name has exactly one reader
-    assert set(datasets.loaders.TRAINING_READERS) == set(datasets.names("train"))
-    assert set(datasets.loaders.BENCHMARK_LOADERS) == set(datasets.names("eval"))
 
 
 def test_error_family():

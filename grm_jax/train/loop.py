@@ -35,6 +35,7 @@ import time
 import jax
 
 from grm_jax import checkpoint as ckpt_lib
+from grm_jax.datasets.loaders import dataset_root
 from grm_jax.datasets.registry import TRAIN, resolve
 from grm_jax.distributed import batch_mesh, initialize_distributed
 from grm_jax.errors import MissingFileError, TrainingError, WorkdirError
@@ -85,8 +86,7 @@ def check_paths(run: RunConfig) -> None:
     """The folders and files the run reads exist (MissingFileError naming the config key); the
     sample data folder is generated when missing."""
     for name in run.data.datasets:
-        key = resolve(name, TRAIN).root
-        root = run.data.roots.get(key)
+        key, root = resolve(name, TRAIN).root, dataset_root(name, run.data.roots)
         if root is not None and key != "sample" and not os.path.isdir(root):
             raise MissingFileError(f"config.data.roots.{key}={root!r}: no such directory")
     if run.data.packed_dir is not None and not os.path.isdir(run.data.packed_dir):
@@ -131,9 +131,11 @@ def _effective_run(run: RunConfig) -> tuple[RunConfig, bool]:
                                                    jax.process_count())
         say(banner)
     else:
-        keys = dict.fromkeys(resolve(n, TRAIN).root for n in run.data.datasets)
-        say("dataset roots: " + ", ".join(f"{k}={run.data.roots.get(k)} (from {run.root_sources.get(k, 'run config')})"
-                                          for k in keys) + "  (grm-jax --mode=datasets lists every root)")
+        shown: dict[str, str | None] = {}  # root key -> folder, once per key
+        for name in run.data.datasets:
+            shown.setdefault(resolve(name, TRAIN).root, dataset_root(name, run.data.roots))
+        say("dataset roots: " + ", ".join(f"{k}={root} (from {run.root_sources.get(k, 'run config')})"
+                                          for k, root in shown.items()) + "  (grm-jax --mode=datasets lists every root)")
     check_paths(run)
     return run, sample
 

@@ -33,6 +33,7 @@ import pathlib
 
 import numpy as np
 
+from grm_jax.datasets.loaders import dataset_root
 from grm_jax.datasets.registry import TRAIN, resolve
 from grm_jax.run_config import RunConfig
 
@@ -57,8 +58,8 @@ def uses_sample_data(run: RunConfig) -> bool:
     """True when no training dataset root (nor data.packed_dir) is configured for run.data.datasets."""
     if run.data.packed_dir is not None:
         return False
-    roots = [resolve(n, TRAIN).root for n in run.data.datasets]
-    return all(r == "sample" or run.data.roots.get(r) is None for r in roots)
+    return all(resolve(n, TRAIN).root == "sample" or dataset_root(n, run.data.roots) is None
+               for n in run.data.datasets)
 
 
 def sample_data_folder(run: RunConfig) -> str:
@@ -67,7 +68,7 @@ def sample_data_folder(run: RunConfig) -> str:
     from grm_jax.datasets.sample import DEFAULT_SAMPLE_ROOT  # noqa: PLC0415
 
     name = f"sample_run-{SAMPLE_TRAIN_SEQUENCES}-{SAMPLE_VAL_SEQUENCES}"
-    return run.data.roots.get("sample") or os.path.join(os.path.dirname(DEFAULT_SAMPLE_ROOT), name)
+    return dataset_root(SAMPLE_BENCHMARK, run.data.roots, default=os.path.join(os.path.dirname(DEFAULT_SAMPLE_ROOT), name))
 
 
 def _global_batch(batch: int, num_devices: int, num_processes: int) -> int:
