@@ -131,3 +131,15 @@ def test_got10k_layout_is_read_by_the_training_reader(tmp_path):
     assert frame.shape == (720, 1280, 3)
     assert (root / "train" / "GOT-10k_Train_000002" / "00000003.jpg").is_file()
     assert cv2.imread(str(root / "train" / "GOT-10k_Train_000001" / "00000001.jpg")).shape == (720, 1280, 3)
+
+
+def test_torch_step_smoke(capsys):
+    """benchmarks/torch_step.py on the micro model: the PyTorch stand-in has exactly the parameter
+    count of the jax network it is timed against (same layers and shapes), and both rows are timed."""
+    bench = _bench("torch_step")
+    out = bench.main(["--model", "micro", "--batch", "2", "--repeats", "1"])
+    text = capsys.readouterr().out
+    assert "| train step | ms (median) | x PyTorch |" in text
+    assert out["params"]["torch"] == out["params"]["jax"]
+    assert set(out["rows"]) == {"pytorch eager (stand-in)", "grm-jax"}
+    assert all(r["ms"] > 0 and r["cpu_ms"] > 0 for r in out["rows"].values())
