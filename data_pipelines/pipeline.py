@@ -28,9 +28,8 @@ import numpy as np
 
 from data_pipelines.processing import PairProcessor, make_training_sample
 from data_pipelines.sampler import PairSampler
-from grm_jax.datasets import PACK_META, Source, dataset_root, training_source
+from grm_jax.datasets import PACK_META, Source, require_dataset_root, training_source
 from grm_jax.datasets.registry import TRAIN, resolve
-from grm_jax.errors import ConfigError
 from grm_jax.run_config import CropSpec, DataConfig, RunConfig
 
 __all__ = ["build_sources", "PairMaker", "make_train_dataset", "make_train_iterator"]
@@ -53,17 +52,14 @@ def build_sources(data: DataConfig) -> tuple[list[Source], list[float]]:
     """Readers for ``data.datasets`` (registry names) and their sampling weights ``data.ratios``.
 
     Root of a dataset: ``<data.packed_dir>/<name or alias>`` when that folder holds a packed dataset,
-    else ``grm_jax.datasets.dataset_root`` (the one dataset-root function; the generated sample data
-    defaults to its cache folder).
+    else ``grm_jax.datasets.require_dataset_root`` (the one dataset-root function; the generated
+    sample data defaults to its cache folder; ConfigError for an unset root).
     A root that is itself a packed folder is read with the packed reader too.
     """
     sources = []
     for name in data.datasets:
         spec = resolve(name, TRAIN, where="config.data.datasets")
-        root = _packed_root(data, spec) or dataset_root(spec.name, data.roots)
-        if root is None:
-            raise ConfigError(f"dataset {name!r} needs config.data.roots.{spec.root} (a folder), which is not set",
-                              hint=f"--config.data.roots.{spec.root}=PATH, or see grm-jax --mode=datasets")
+        root = _packed_root(data, spec) or require_dataset_root(spec.name, data.roots)
         sources.append(training_source(spec.name, root))
     return sources, [float(r) for r in data.ratios]
 
@@ -72,18 +68,18 @@ class PairMaker:
     """Picklable ``global index -> training sample`` map (sampler + processing)."""
 
     def __init__(self, sources, ratios, template: CropSpec, search: CropSpec, max_gap: int, seed: int,
-                 stride: int = 16):
+                 stride: int = 16, reduced_decode: bool = False):
         self.sampler = PairSampler(sources, ratios, max_gap=max_gap)
-        self.processor = PairProcessor(template, search, stride=stride)
+        self.processor = PairProcessor(template, search, stride=stride, reduced_decode=reduced_decode)
         self.seed = int(seed)
 
     @classmethod
     def from_run(cls, run: RunConfig, seed: int) -> "PairMaker":
-        """The training pairs of ``run``: its datasets, crops (``run.crop``) and label stride (the
-        patch size)."""
+        """The training pairs of ``run``: its datasets, crops (``run.crop``), label stride (the
+        patch size) and ``data.reduced_decode``."""
         sources, ratios = build_sources(run.data)
         return cls(sources, ratios, run.crop("template"), run.crop("search"), run.data.max_gap, seed,
-                   run.model.patch_size)
+                   run.model.patch_size, reduced_decode=run.data.reduced_decode)
 
     def __call__(self, index) -> dict[str, np.ndarray]:
         index = int(index)

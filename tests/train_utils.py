@@ -22,7 +22,7 @@ def data_overrides(sample_dir):
     """Train on generated sequences at ``sample_dir`` (made if missing) read as a GOT-10k-layout
     dataset: a configured dataset, so the run is exactly as configured (not the announced sample run
     that training does with no dataset configured)."""
-    from data_pipelines.sources.sample import ensure_sample_dataset
+    from grm_jax.datasets.sample_generator import ensure_sample_dataset
 
     root = ensure_sample_dataset(sample_dir)
     return ["--config.data.datasets=got10k_train_all", "--config.data.ratios=[1.0]",

@@ -5,7 +5,7 @@ Shipped files:
 * ``tables/<name>.json``: sequence tables of benchmarks whose layout does not list its own
   sequences. ``lasot_test.json`` and ``avist.json`` are lists of sequence names;
   ``uav123.json``, ``nfs.json`` and ``otb100.json`` are lists of records (see
-  :mod:`grm_jax.datasets.table_layouts`).
+  :mod:`grm_jax.datasets.table_layouts`). A registry row names its table (``DatasetSpec.table``).
 * ``splits/<name>.txt``: training subsets. ``got10k_train_split.txt`` and
   ``got10k_vot_train_split.txt`` hold 0-based indices into the order of GOT-10k's
   ``train/list.txt``, one per line; ``lasot_train_split.txt`` holds LaSOT sequence names.
@@ -27,7 +27,7 @@ from grm_jax.errors import DataError, MissingFileError
 
 __all__ = ["TABLES_DIR", "SPLITS_DIR", "IMAGE_EXTS", "MissingSequenceError", "check_sequence_name", "require_dir",
            "list_images", "check_frames_exist",
-           "check_frame_count", "read_table", "read_split_names", "read_split_indices", "select",
+           "check_frame_count", "read_table", "table_sequence_names", "read_split_names", "read_split_indices", "select",
            "occlusion_visibility"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -119,6 +119,12 @@ def read_table(name: str):
             return json.load(fh)
     except ValueError as e:
         raise DataError(f"{path}: malformed JSON ({e})") from None
+
+
+def table_sequence_names(name: str) -> list[str]:
+    """Sequence names of the shipped table ``tables/<name>``: a list of names, or of records with
+    a ``name`` field."""
+    return [e["name"] if isinstance(e, dict) else str(e) for e in read_table(name)]
 
 
 def _split_path(name: str) -> str:

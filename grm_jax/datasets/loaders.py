@@ -1,60 +1,32 @@
-"""The two entry points every caller uses, keyed by the registry's names.
+"""The entry points every caller uses, keyed by the registry's names.
 
 * :func:`load_benchmark` ``(name, root, sequences=None) -> list[Sequence]``: evaluation;
   :func:`load_present` also accepts a root that holds only some of the sequences (scoring).
 * :func:`training_source` ``(name, root) -> Source``: training (pair sampling, packing). A root
   holding a packed dataset gives the packed reader.
+* :func:`dataset_root` ``(name, roots)``: THE dataset-root function: a name's folder in a
+  ``data.roots`` mapping (the generated sample data has a default cache folder);
+  :func:`require_dataset_root` is the same or the one error for an unset root.
 
-:func:`dataset_root` finds a name's folder in a ``data.roots`` mapping (the generated sample
-data has a default cache folder); :func:`benchmark_sequence_names` lists the shipped tables.
+Each reads the registry row (:class:`~grm_jax.datasets.registry.DatasetSpec`: root key, reader,
+loader, sequence table); :func:`benchmark_sequence_names` lists a row's shipped table.
 """
 from __future__ import annotations
 
-import functools
 import os
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
-from grm_jax.datasets.avist import TABLE as AVIST_TABLE, load_avist
-from grm_jax.datasets.coco import CocoSource
-from grm_jax.datasets.files import MissingSequenceError, read_table
-from grm_jax.datasets.folder import load_folder, load_tnl2k
-from grm_jax.datasets.got10k import Got10kSource, load_got10k
-from grm_jax.datasets.lasot import TEST_TABLE as LASOT_TABLE, LasotSource, load_lasot
+from grm_jax.datasets.files import MissingSequenceError, table_sequence_names
 from grm_jax.datasets.packed import PackedSource, is_packed
 from grm_jax.datasets.registry import EVAL, TRAIN, resolve
-from grm_jax.datasets.sample import DEFAULT_SAMPLE_ROOT, SampleSource, load_sample_val
+from grm_jax.datasets.roots import DATA_ROOT_ENV, local_file
+from grm_jax.datasets.sample import DEFAULT_SAMPLE_ROOT
 from grm_jax.datasets.sequence import Sequence
 from grm_jax.datasets.source import Source
-from grm_jax.datasets.table_layouts import TABLE_BENCHMARKS, load_table_benchmark, table_sequence_names
-from grm_jax.datasets.trackingnet import TrackingNetSource, load_trackingnet
 from grm_jax.errors import ConfigError, DataError, MissingFileError
 
-__all__ = ["load_benchmark", "load_present", "training_source", "dataset_root", "benchmark_sequence_names",
-           "BENCHMARK_LOADERS", "TRAINING_READERS"]
-
-# registry name -> loader(root, sequences) -> list[Sequence]
-BENCHMARK_LOADERS: dict[str, Callable[[Any, Iterable[str] | None], list[Sequence]]] = {
-    "got10k_val": lambda root, sequences: load_got10k(root, "val", sequences),
-    "got10k_test": lambda root, sequences: load_got10k(root, "test", sequences),
-    "lasot": load_lasot,
-    "trackingnet": load_trackingnet,
-    **{name: functools.partial(load_table_benchmark, name) for name in TABLE_BENCHMARKS},
-    "avist": load_avist,
-    "tnl2k": load_tnl2k,
-    "folder": load_folder,
-    "sample_val": load_sample_val,
-}
-
-# registry name -> reader(root) -> Source
-TRAINING_READERS: dict[str, Callable[[Any], Source]] = {
-    "got10k_train_full": functools.partial(Got10kSource, split="train_full"),
-    "got10k_vot_train": functools.partial(Got10kSource, split="vot_train"),
-    "got10k_train_all": functools.partial(Got10kSource, split="all", name="got10k_train_all"),
-    "lasot_train": LasotSource,
-    "trackingnet_train": TrackingNetSource,
-    "coco_train": CocoSource,
-    "sample_train": SampleSource,
-}
+__all__ = ["load_benchmark", "load_present", "training_source", "dataset_root", "require_dataset_root",
+           "benchmark_sequence_names"]
 
 
 def _get(node, key: str):
@@ -69,20 +41,31 @@ def _get(node, key: str):
     return getattr(node, key, None)
 
 
-def dataset_root(name: str, roots: Mapping[str, Any] | None) -> str | None:
+def dataset_root(name: str, roots: Mapping[str, Any] | None, default: str | None = None) -> str | None:
     """The folder of dataset ``name``: ``roots[<its root key>]`` (the registry's
-    DatasetSpec.root); for the generated sample data, :data:`DEFAULT_SAMPLE_ROOT` when unset.
-    None when the root is not set."""
+    DatasetSpec.root). When that is not set: ``default`` if given, else for the generated sample
+    data :data:`DEFAULT_SAMPLE_ROOT`, else None. ``roots`` is ``run.data.roots``, already filled
+    from the command line, the run config file, the user file and ``GRM_DATA_ROOT`` in that order
+    (:mod:`grm_jax.datasets.roots`)."""
     spec = resolve(name)
     root = _get(roots, spec.root)
-    if root is None and spec.root == "sample":
-        root = DEFAULT_SAMPLE_ROOT
+    if root is None:
+        root = default if default is not None or spec.root != "sample" else DEFAULT_SAMPLE_ROOT
     return None if root is None else os.fspath(root)
 
 
-def _missing_root(spec) -> ConfigError:
-    return ConfigError(f"dataset {spec.name!r} needs config.data.roots.{spec.root} (a folder), which is not set",
-                       hint=f"--config.data.roots.{spec.root}=/path/to/{spec.root}")
+def require_dataset_root(name: str, roots: Mapping[str, Any] | None, also: str | None = None) -> str:
+    """:func:`dataset_root`, or THE error for an unset root: a ConfigError naming the dataset and
+    its ``config.data.roots`` key, with a hint listing the ways to set it (``also``: one more way,
+    appended to the hint)."""
+    root = dataset_root(name, roots)
+    if root is not None:
+        return root
+    spec = resolve(name)
+    ways = (f"--config.data.roots.{spec.root}=/path/to/{spec.root}, \"{spec.root}\" in {local_file()} or "
+            f"${DATA_ROOT_ENV}/{spec.root} (grm-jax --mode=datasets lists the roots)")
+    raise ConfigError(f"dataset {spec.name!r} needs config.data.roots.{spec.root} (a folder), which is not set",
+                      hint=f"{ways}; {also}" if also else ways)
 
 
 def load_benchmark(name: str, root, sequences: Iterable[str] | None = None) -> list[Sequence]:
@@ -95,12 +78,10 @@ def load_benchmark(name: str, root, sequences: Iterable[str] | None = None) -> l
     """
     spec = resolve(name, EVAL, where="benchmark")
     if root is None:
-        if spec.root != "sample":
-            raise _missing_root(spec)
-        root = DEFAULT_SAMPLE_ROOT
+        root = require_dataset_root(spec.name, None)
     elif spec.root != "sample" and not os.path.isdir(root):
         raise MissingFileError(f"benchmark {spec.name!r}: root folder does not exist: {os.fspath(root)}")
-    return BENCHMARK_LOADERS[spec.name](root, sequences)
+    return spec.load(root, sequences)
 
 
 def load_present(name: str, root, sequences: Iterable[str] | None = None) -> tuple[list[Sequence], list[str]]:
@@ -141,22 +122,14 @@ def training_source(name: str, root) -> Source:
     root None is allowed for the generated sample data (its default cache folder)."""
     spec = resolve(name, TRAIN, where="training dataset")
     if root is None:
-        if spec.root != "sample":
-            raise _missing_root(spec)
-        root = DEFAULT_SAMPLE_ROOT
+        root = require_dataset_root(spec.name, None)
     if is_packed(root):
         return _packed(spec, root)
-    return TRAINING_READERS[spec.name](root)
+    return spec.read(root)
 
 
 def benchmark_sequence_names(name: str) -> list[str] | None:
-    """Sequence names from the shipped tables (lasot, avist, uav123, nfs, otb100); None for
-    benchmarks whose folders list their own sequences."""
+    """Sequence names from the benchmark's shipped table (``DatasetSpec.table``: lasot, avist,
+    uav123, nfs, otb100); None for benchmarks whose folders list their own sequences."""
     spec = resolve(name, EVAL, where="benchmark")
-    if spec.name == "lasot":
-        return list(read_table(LASOT_TABLE))
-    if spec.name == "avist":
-        return list(read_table(AVIST_TABLE))
-    if spec.name in TABLE_BENCHMARKS:
-        return table_sequence_names(spec.name)
-    return None
+    return None if spec.table is None else table_sequence_names(spec.table)

@@ -1,6 +1,8 @@
-"""The one registry of dataset names: what each name means, which root folder it reads, and
-its official division threshold. Training, evaluation, scoring and packing all resolve names
-here, so a name means exactly one thing everywhere.
+"""The one registry of dataset names: one row per name holding every fact about it (which root
+folder it reads, training set or benchmark, official division threshold, scoring convention,
+shipped sequence table) and the function that reads it. Training, evaluation, scoring and packing
+all resolve names here, so a name means exactly one thing everywhere; no other module keeps a
+table keyed by dataset names (tests/test_sources.py checks).
 
 Root folders are set per download, not per name: ``--config.data.roots.<root>=PATH`` where
 ``<root>`` is one of :data:`ROOT_KEYS` (e.g. ``got10k`` serves got10k_train_full,
@@ -13,21 +15,39 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
+from typing import Callable, Iterable
 
+from grm_jax.datasets import avist, lasot
+from grm_jax.datasets.coco import CocoSource
+from grm_jax.datasets.folder import load_folder, load_tnl2k
+from grm_jax.datasets.got10k import Got10kSource, load_got10k
+from grm_jax.datasets.sample import SampleSource, load_sample_val
+from grm_jax.datasets.sequence import Sequence
+from grm_jax.datasets.source import Source
+from grm_jax.datasets.table_layouts import load_table_benchmark
+from grm_jax.datasets.trackingnet import TrackingNetSource, load_trackingnet
 from grm_jax.errors import ConfigError
 
 __all__ = ["DatasetSpec", "DATASETS", "ROOT_KEYS", "resolve", "names", "official_threshold"]
 
 TRAIN, EVAL = "train", "eval"
 
+TrainingReader = Callable[[str], Source]  # reader(root) -> Source
+BenchmarkLoader = Callable[[str, Iterable[str] | None], list[Sequence]]  # loader(root, sequences)
+
 
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
     """name: canonical name; root: the ``data.roots`` field holding its folder; use: 'train'
-    (pair sampling) or 'eval' (benchmark sequences); threshold: official division threshold
-    (eval only); aliases: other accepted spellings; about: one line for help texts;
+    (pair sampling) or 'eval' (benchmark sequences); about: one line for help texts;
+    threshold: official division threshold (eval only); aliases: other accepted spellings;
     scoring (eval only): 'pytracking' (success / precision), 'got10k' (those plus AO / SR) or
-    'server' (ground truth not public: results are submitted to the benchmark's server)."""
+    'server' (ground truth not public: results are submitted to the benchmark's server);
+    read (train only): ``read(root) -> Source``, the training reader;
+    load (eval only): ``load(root, sequences=None) -> list[Sequence]``, the benchmark loader;
+    table (eval only): the shipped table (``tables/<file>``) listing the benchmark's sequences,
+    None when its folders list their own sequences."""
 
     name: str
     root: str
@@ -36,37 +56,62 @@ class DatasetSpec:
     threshold: float = 0.0
     aliases: tuple[str, ...] = ()
     scoring: str = "pytracking"
+    read: TrainingReader | None = dataclasses.field(default=None, compare=False, repr=False)
+    load: BenchmarkLoader | None = dataclasses.field(default=None, compare=False, repr=False)
+    table: str | None = None
+
+
+def _train(name: str, root: str, about: str, read: TrainingReader, aliases: tuple[str, ...] = ()) -> DatasetSpec:
+    return DatasetSpec(name, root, TRAIN, about, aliases=aliases, read=read)
+
+
+def _got10k(split: str) -> BenchmarkLoader:
+    def load(root, sequences=None):
+        return load_got10k(root, split, sequences)
+    return load
+
+
+def _table_layout(name: str, about: str, threshold: float = 0.0, aliases: tuple[str, ...] = ()) -> DatasetSpec:
+    """A benchmark read through its shipped table ``tables/<name>.json`` (:mod:`.table_layouts`)."""
+    table = f"{name}.json"
+    return DatasetSpec(name, name, EVAL, about, threshold, aliases, table=table,
+                       load=functools.partial(load_table_benchmark, table, name))
 
 
 _SPECS = (
     # training sets
-    DatasetSpec("got10k_train_full", "got10k", TRAIN, "GOT-10k train, all sequences (GRM-GOT)",
-                aliases=("got10k_train",)),
-    DatasetSpec("got10k_vot_train", "got10k", TRAIN, "GOT-10k train without the VOT-overlapping sequences",
-                aliases=("got10k_vottrain",)),
-    DatasetSpec("got10k_train_all", "got10k", TRAIN, "every sequence of a GOT-10k-layout train/list.txt"),
-    DatasetSpec("lasot_train", "lasot", TRAIN, "LaSOT training split (1120 sequences)"),
-    DatasetSpec("trackingnet_train", "trackingnet", TRAIN, "TrackingNet TRAIN_0..TRAIN_11 (chunks present)"),
-    DatasetSpec("coco_train", "coco", TRAIN, "COCO 2017 train, one still 'sequence' per object",
-                aliases=("coco2017",)),
-    DatasetSpec("sample_train", "sample", TRAIN, "the generated sample dataset, train split",
-                aliases=("sample",)),
+    _train("got10k_train_full", "got10k", "GOT-10k train, all sequences (GRM-GOT)",
+           functools.partial(Got10kSource, split="train_full"), aliases=("got10k_train",)),
+    _train("got10k_vot_train", "got10k", "GOT-10k train without the VOT-overlapping sequences",
+           functools.partial(Got10kSource, split="vot_train"), aliases=("got10k_vottrain",)),
+    _train("got10k_train_all", "got10k", "every sequence of a GOT-10k-layout train/list.txt",
+           functools.partial(Got10kSource, split="all", name="got10k_train_all")),
+    _train("lasot_train", "lasot", "LaSOT training split (1120 sequences)", lasot.LasotSource),
+    _train("trackingnet_train", "trackingnet", "TrackingNet TRAIN_0..TRAIN_11 (chunks present)", TrackingNetSource),
+    _train("coco_train", "coco", "COCO 2017 train, one still 'sequence' per object", CocoSource,
+           aliases=("coco2017",)),
+    _train("sample_train", "sample", "the generated sample dataset, train split", SampleSource,
+           aliases=("sample",)),
     # benchmarks
-    DatasetSpec("got10k_val", "got10k", EVAL, "GOT-10k validation (180 sequences)", scoring="got10k"),
-    DatasetSpec("got10k_test", "got10k", EVAL, "GOT-10k test (server-scored)", scoring="server"),
-    DatasetSpec("lasot", "lasot", EVAL, "LaSOT test (280 sequences)", 0.4, aliases=("lasot_test",)),
+    DatasetSpec("got10k_val", "got10k", EVAL, "GOT-10k validation (180 sequences)", scoring="got10k",
+                load=_got10k("val")),
+    DatasetSpec("got10k_test", "got10k", EVAL, "GOT-10k test (server-scored)", scoring="server",
+                load=_got10k("test")),
+    DatasetSpec("lasot", "lasot", EVAL, "LaSOT test (280 sequences)", 0.4, aliases=("lasot_test",),
+                load=lasot.load_lasot, table=lasot.TEST_TABLE),
     DatasetSpec("trackingnet", "trackingnet", EVAL, "TrackingNet test (server-scored)",
-                aliases=("trackingnet_test",), scoring="server"),
-    DatasetSpec("uav123", "uav123", EVAL, "UAV123", 0.55, aliases=("uav",)),
-    DatasetSpec("nfs", "nfs", EVAL, "Need for Speed, 30 fps", 0.6, aliases=("nfs30",)),
-    DatasetSpec("avist", "avist", EVAL, "AVisT", 0.4),
-    DatasetSpec("otb100", "otb100", EVAL, "OTB-100"),
-    DatasetSpec("tnl2k", "tnl2k", EVAL, "TNL2K test"),
-    DatasetSpec("folder", "folder", EVAL, "any folder of <seq>/ frames + groundtruth.txt"),
+                aliases=("trackingnet_test",), scoring="server", load=load_trackingnet),
+    _table_layout("uav123", "UAV123", 0.55, aliases=("uav",)),
+    _table_layout("nfs", "Need for Speed, 30 fps", 0.6, aliases=("nfs30",)),
+    DatasetSpec("avist", "avist", EVAL, "AVisT", 0.4, load=avist.load_avist, table=avist.TABLE),
+    _table_layout("otb100", "OTB-100"),
+    DatasetSpec("tnl2k", "tnl2k", EVAL, "TNL2K test", load=load_tnl2k),
+    DatasetSpec("folder", "folder", EVAL, "any folder of <seq>/ frames + groundtruth.txt", load=load_folder),
     DatasetSpec("sample_val", "sample", EVAL, "the generated sample dataset, validation split",
-                scoring="got10k"),
+                scoring="got10k", load=load_sample_val),
 )
 
+# Views of _SPECS (derived, not tables of their own): by canonical name, by any spelling.
 DATASETS: dict[str, DatasetSpec] = {s.name: s for s in _SPECS}
 _BY_SPELLING = {**{s.name: s for s in _SPECS}, **{a: s for s in _SPECS for a in s.aliases}}
 # Every root folder a config may set, in a stable order.

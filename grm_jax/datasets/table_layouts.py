@@ -1,7 +1,8 @@
 """Benchmarks described by a shipped sequence table: UAV123, NfS (30 fps) and OTB-100.
 
 Their folders do not say which frames and annotation file belong to a sequence, so each is
-read through ``tables/<benchmark>.json``, a list of records:
+read through its shipped table (the registry row's ``table``, ``tables/<benchmark>.json``), a list
+of records:
 
     name         sequence name (result files are <name>.txt)
     path         frame folder, relative to the benchmark root
@@ -24,29 +25,16 @@ from grm_jax.datasets.files import check_frame_count, check_frames_exist, read_t
 from grm_jax.datasets.sequence import Sequence
 from grm_jax.errors import DataError
 
-__all__ = ["TABLE_BENCHMARKS", "load_table_benchmark", "table_sequence_names"]
-
-TABLE_BENCHMARKS = {"uav123": "uav123.json", "nfs": "nfs.json", "otb100": "otb100.json"}
+__all__ = ["load_table_benchmark"]
 
 
-def _entries(benchmark: str) -> list[dict]:
-    if benchmark not in TABLE_BENCHMARKS:
-        raise ValueError(f"no shipped table for {benchmark!r}; tables: {', '.join(TABLE_BENCHMARKS)}")
-    return read_table(TABLE_BENCHMARKS[benchmark])
-
-
-def table_sequence_names(benchmark: str) -> list[str]:
-    """Sequence names of the shipped table of ``benchmark`` (uav123, nfs, otb100)."""
-    return [e["name"] for e in _entries(benchmark)]
-
-
-def _load_entry(root: str, e: dict, benchmark: str) -> Sequence:
+def _load_entry(root: str, e: dict, table: str, benchmark: str) -> Sequence:
     try:
         omit = int(e.get("initOmit", 0))
         start, end, nz, ext = int(e["startFrame"]), int(e["endFrame"]), int(e["nz"]), str(e["ext"])
         frame_dir, anno = os.path.join(root, e["path"]), os.path.join(root, e["anno_path"])
     except (KeyError, TypeError, ValueError) as err:
-        raise DataError(f"tables/{TABLE_BENCHMARKS[benchmark]}: bad record {e.get('name')!r} ({err!r})") from None
+        raise DataError(f"tables/{table}: bad record {e.get('name')!r} ({err!r})") from None
     require_dir(frame_dir, "sequence")
     frames = [os.path.join(frame_dir, f"{i:0{nz}d}.{ext}") for i in range(start + omit, end + 1)]
     check_frames_exist(frames)
@@ -55,9 +43,10 @@ def _load_entry(root: str, e: dict, benchmark: str) -> Sequence:
     return Sequence(e["name"], frames, gt, benchmark, object_class=e.get("object_class"))
 
 
-def load_table_benchmark(benchmark: str, root, sequences: Iterable[str] | None = None) -> list[Sequence]:
-    """Benchmark sequences of uav123 / nfs / otb100 under ``root`` (or the subset ``sequences``)."""
-    entries = _entries(benchmark)
+def load_table_benchmark(table: str, benchmark: str, root, sequences: Iterable[str] | None = None) -> list[Sequence]:
+    """Sequences of ``benchmark`` (uav123 / nfs / otb100; the label of the returned sequences) under
+    ``root`` as the shipped table ``tables/<table>`` describes them (or the subset ``sequences``)."""
+    entries = read_table(table)
     by_name = {e["name"]: e for e in entries}
-    names = select([e["name"] for e in entries], sequences, f"tables/{TABLE_BENCHMARKS[benchmark]}")
-    return [_load_entry(os.fspath(root), by_name[n], benchmark) for n in names]
+    names = select([e["name"] for e in entries], sequences, f"tables/{table}")
+    return [_load_entry(os.fspath(root), by_name[n], table, benchmark) for n in names]

@@ -29,7 +29,7 @@ import numpy as np
 
 from grm_jax import datasets as ds
 from grm_jax import track_settings
-from grm_jax.errors import ConfigError, DataError, WorkdirError
+from grm_jax.errors import DataError, WorkdirError
 from grm_jax.evaluate import attributes, compare, manifest, report, results as res, speed
 from grm_jax.evaluate import metrics as metrics_lib
 from grm_jax.io_utils import ensure_writable_dir
@@ -50,7 +50,7 @@ def resolve_benchmark(run: RunConfig, dataset: str) -> tuple[str, pathlib.Path]:
 
     The root is ``run.data.roots[<root key of the name>]`` (the generated sample data defaults
     to its cache folder); 'folder' also takes ``folder:/path`` inline. ConfigError for an unknown
-    name (listing the valid ones) or an unset root (naming the config field)."""
+    name (listing the valid ones) or an unset root (``grm_jax.datasets.require_dataset_root``)."""
     name = str(dataset).strip()
     inline_root = None
     if ":" in name and name.split(":", 1)[0].lower() == "folder":
@@ -58,12 +58,8 @@ def resolve_benchmark(run: RunConfig, dataset: str) -> tuple[str, pathlib.Path]:
     key = ds.resolve(name, "eval", where="--dataset").name
     if inline_root:
         return key, pathlib.Path(inline_root)
-    root = ds.dataset_root(key, run.data.roots)
-    if root is None:
-        field = ds.DATASETS[key].root
-        raise ConfigError(f"dataset {key!r}: no root folder; set --config.data.roots.{field}=/path",
-                          hint="or --dataset=folder:/path/to/sequences" if key == "folder" else None)
-    return key, pathlib.Path(str(root))
+    also = "or --dataset=folder:/path/to/sequences" if key == "folder" else None  # the inline form above
+    return key, pathlib.Path(ds.require_dataset_root(key, run.data.roots, also=also))
 
 
 def _load_model(checkpoint):

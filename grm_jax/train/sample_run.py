@@ -12,7 +12,7 @@ What the sample run is: an ordinary run config, ``configs/grm_sample_cpu.py`` on
 user set on the command line:
 
 * data: ``SAMPLE_TRAIN_SEQUENCES`` generated training sequences and ``SAMPLE_VAL_SEQUENCES``
-  validation sequences (``data_pipelines.sources.sample``), written once into
+  validation sequences (``grm_jax.datasets.sample_generator``), written once into
   ``config.data.roots.sample`` or, unset, ``~/.cache/grm_jax/sample_run``;
 * on a CPU a REDUCED GRM (same code and token division; smaller width, depth and crops) trained
   from random weights with a from-scratch learning rate for every parameter group; on a GPU/TPU
@@ -33,7 +33,9 @@ import pathlib
 
 import numpy as np
 
+from grm_jax.datasets.loaders import dataset_root
 from grm_jax.datasets.registry import TRAIN, resolve
+from grm_jax.datasets.sample_generator import ensure_sample_dataset
 from grm_jax.run_config import RunConfig
 
 __all__ = ["SAMPLE_CONFIGS", "SAMPLE_TRAIN_SEQUENCES", "SAMPLE_VAL_SEQUENCES",
@@ -57,8 +59,8 @@ def uses_sample_data(run: RunConfig) -> bool:
     """True when no training dataset root (nor data.packed_dir) is configured for run.data.datasets."""
     if run.data.packed_dir is not None:
         return False
-    roots = [resolve(n, TRAIN).root for n in run.data.datasets]
-    return all(r == "sample" or run.data.roots.get(r) is None for r in roots)
+    return all(resolve(n, TRAIN).root == "sample" or dataset_root(n, run.data.roots) is None
+               for n in run.data.datasets)
 
 
 def sample_data_folder(run: RunConfig) -> str:
@@ -67,7 +69,7 @@ def sample_data_folder(run: RunConfig) -> str:
     from grm_jax.datasets.sample import DEFAULT_SAMPLE_ROOT  # noqa: PLC0415
 
     name = f"sample_run-{SAMPLE_TRAIN_SEQUENCES}-{SAMPLE_VAL_SEQUENCES}"
-    return run.data.roots.get("sample") or os.path.join(os.path.dirname(DEFAULT_SAMPLE_ROOT), name)
+    return dataset_root(SAMPLE_BENCHMARK, run.data.roots, default=os.path.join(os.path.dirname(DEFAULT_SAMPLE_ROOT), name))
 
 
 def _global_batch(batch: int, num_devices: int, num_processes: int) -> int:
@@ -98,7 +100,6 @@ def sample_run_config(run: RunConfig, backend: str, num_devices: int,
     file is not used with the reduced CPU model). The global batch is rounded up to a multiple of
     the devices and processes. Generates the sample data (once; a few seconds) into
     :func:`sample_data_folder`."""
-    from data_pipelines.sources.sample import ensure_sample_dataset  # noqa: PLC0415
     from grm_jax.configuration import load_run_config  # noqa: PLC0415
 
     name = SAMPLE_CONFIGS["cpu" if backend == "cpu" else "accelerator"]
