@@ -12,6 +12,10 @@ tests/test_suite_setup.py fails when a test file writes its own ``ModelConfig(..
 """
 import dataclasses
 
+import jax
+import numpy as np
+
+from grm_jax.model import GRM, init_variables
 from grm_jax.model.config import ModelConfig
 
 MICRO = ModelConfig(embed_dim=64, depth=3, num_heads=2, head_channels=16, template_size=32, search_size=64,
@@ -30,3 +34,20 @@ def micro_overrides(config: ModelConfig = MICRO, prefix: str = "--config.") -> l
     any bundled config they give exactly ``config`` (tests/test_suite_setup.py checks it). With
     ``prefix=""`` they are the ``overrides`` of ``grm_jax.configuration.load_run_config``."""
     return [f"{prefix}model.{f.name}={_literal(getattr(config, f.name))}" for f in dataclasses.fields(config)]
+
+
+def random_variables(config: ModelConfig, seed: int = 0) -> dict:
+    """Random variables {'params', 'batch_stats'} in the shapes ``init_variables`` gives, drawn with
+    numpy: nothing is compiled (a jitted init compiles the whole forward, 10-30 s at search 320 on
+    2 cores). For tests that need some weights of a shape (saving, loading, crop geometry), never for
+    numbers compared with an init: weights N(0, 0.02), BatchNorm statistics mean 0, variance 1."""
+    shapes = jax.eval_shape(lambda: init_variables(GRM(config), jax.random.PRNGKey(0)))
+    rng = np.random.default_rng(seed)
+
+    def draw(path, leaf):
+        name = jax.tree_util.keystr(path)
+        if "batch_stats" in name:
+            return np.full(leaf.shape, 1.0 if name.endswith("['var']") else 0.0, leaf.dtype)
+        return rng.normal(0.0, 0.02, leaf.shape).astype(leaf.dtype)
+
+    return jax.tree_util.tree_map_with_path(draw, shapes)

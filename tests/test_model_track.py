@@ -13,7 +13,6 @@ import json
 import pathlib
 import shutil
 
-import jax
 import numpy as np
 import pytest
 
@@ -23,10 +22,9 @@ from grm_jax import load_model, save_model
 from grm_jax.configuration import load_run_config
 from grm_jax.errors import CheckpointError, ConfigError
 from grm_jax.evaluate import runner
-from grm_jax.model import GRM, init_variables
 from grm_jax.track.tracker import Tracker
 from grm_jax.track_settings import ModelTrack, resolve_for_checkpoint, resolve_threshold
-from models import MICRO
+from models import MICRO, random_variables
 from run_once import build_once
 
 TT = FIXTURES / "track_tiny"
@@ -39,7 +37,7 @@ def l320_dir(tmp_path_factory):
     """The saved GRM-L320-shaped model with grm_l320's track section: built once per test run (all
     xdist workers share it; read-only, tests that change it copy it first)."""
     def build(folder):
-        variables = init_variables(GRM(L320_SHAPED), jax.random.PRNGKey(0))
+        variables = random_variables(L320_SHAPED)  # no jitted init: its compile took 30-70 s per build
         save_model(folder / "l320_tiny", L320_SHAPED, variables, load_run_config("grm_l320").track)
 
     return build_once(tmp_path_factory, "l320_model", build) / "l320_tiny"

@@ -132,6 +132,7 @@ def test_got10k_layout_is_read_by_the_training_reader(tmp_path):
     assert cv2.imread(str(root / "train" / "GOT-10k_Train_000001" / "00000001.jpg")).shape == (720, 1280, 3)
 
 
+@pytest.mark.slow
 def test_torch_step_smoke(capsys):
     """benchmarks/torch_step.py on the micro model: the PyTorch stand-in has exactly the parameter
     count of the jax network it is timed against (same layers and shapes), and both rows are timed."""

@@ -18,14 +18,18 @@ BATCH = 8
 
 
 @pytest.fixture(scope="module")
-def setup():
+def parts():
+    """The model, optimizer, LR schedule and one batch (nothing compiled yet)."""
     model = GRM(MICRO)
     tx, lr_fn = opt_lib.make_optimizer(TrainConfig(), steps_per_epoch=100)
-    mesh1 = batch_mesh(jax.devices()[:1])
-    state = state_lib.create_state(model, tx, jax.random.PRNGKey(0), mesh1)
-    host_state = jax.device_get(state)
-    batch = synthetic_batch(MICRO, BATCH, seed=3)
-    return model, tx, lr_fn, host_state, batch
+    return model, tx, lr_fn, synthetic_batch(MICRO, BATCH, seed=3)
+
+
+@pytest.fixture(scope="module")
+def setup(parts):
+    model, tx, lr_fn, batch = parts
+    state = state_lib.create_state(model, tx, jax.random.PRNGKey(0), batch_mesh(jax.devices()[:1]))
+    return model, tx, lr_fn, jax.device_get(state), batch
 
 
 def _flat(tree):
@@ -113,17 +117,19 @@ def test_sharded_gradients_equal_single_device(setup, monkeypatch):
         np.testing.assert_allclose(g_out, g_ref, rtol=0, atol=tol, err_msg=k)
 
 
-def test_cpu_train_step_hands_only_matmuls_to_ynnpack(setup):
+def test_cpu_train_step_hands_only_matmuls_to_ynnpack(parts):
     """On CPU the step is compiled with step.CPU_TRAIN_COMPILER_OPTIONS: every YNNPACK library
     fusion of the executable holds a matmul (dot or convolution); elementwise and reduction fusions
     stay with XLA's loop emitter (the faster split for training, see benchmarks/RESULTS.md)."""
     import re
 
-    model, tx, lr_fn, host_state, batch = setup
+    model, tx, lr_fn, batch = parts
     mesh = batch_mesh(jax.devices()[:1])
-    shardings = state_lib.state_shardings(host_state, mesh, False)
+    shape = state_lib.abstract_state(model, tx)  # compiling needs the state's shapes, not its values
+    shardings = state_lib.state_shardings(shape, mesh, False)
+    state = jax.tree_util.tree_map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shape, shardings)
     fn = step_lib.make_train_step(model, tx, lr_fn, mesh=mesh, state_sharding=shardings, donate=False)
-    text = fn.lower(jax.device_put(host_state, shardings), step_lib.put_batch(batch, mesh)).compile().as_text()
+    text = fn.lower(state, step_lib.put_batch(batch, mesh)).compile().as_text()
     library = re.findall(r"fusion\([^\n]*calls=(%[\w.\-]+)[^\n]*__ynn_fusion", text)
     bodies = {m.group(1): m.group(2) for m in re.finditer(r"\n(%[\w.\-]+) [^\n]*\{\n(.*?)\n\}", text, re.S)}
     assert library, "no YNNPACK fusion at all: the matmuls lost their library kernel"
