@@ -4,6 +4,7 @@ import os
 import pathlib
 import shutil
 import tempfile
+import time
 
 # One persistent compilation cache per test run, shared by the xdist workers and by every
 # subprocess the tests start (they inherit os.environ). The first pytest process of a run (the
@@ -98,6 +99,30 @@ def require_real_sequences(path: pathlib.Path, environ=os.environ) -> pathlib.Pa
 def real_sequences():
     """The folder of real camera sequences (see :func:`require_real_sequences`)."""
     return require_real_sequences(REAL_SEQUENCES)
+
+
+@pytest.fixture(scope="session")
+def real_tracks(real_sequences, tmp_path_factory):
+    """The fixture model (tests/fixtures/grm_tiny) tracking all real sequences together: batched
+    (batch = number of sequences), threshold 0, masked attention (the CPU default). Returns
+    ({name: SequenceResult}, seconds the tracking took). Tracked once per test run (tests/run_once.py)
+    and shared by the tests that check these boxes (test_real_sequences, test_attention_fused)."""
+    import pickle
+
+    from convert_weights import convert_grm_checkpoint
+    from grm_jax.datasets import load_benchmark
+    from grm_jax.model import GRM
+    from grm_jax.track.batched import track_sequences
+    from run_once import build_once
+
+    def build(folder):
+        seqs = load_benchmark("folder", real_sequences)
+        config, variables = convert_grm_checkpoint(str(FIXTURES / "grm_tiny" / "GRM_ep0001.pth.tar"))
+        start = time.perf_counter()
+        runs = track_sequences(GRM(config), variables, seqs, None, 0.0, batch_size=len(seqs), attention="masked")
+        (folder / "tracks.pkl").write_bytes(pickle.dumps((runs, time.perf_counter() - start)))
+
+    return pickle.loads((build_once(tmp_path_factory, "real_tracks", build) / "tracks.pkl").read_bytes())
 
 
 @pytest.fixture

@@ -96,14 +96,14 @@ def test_tracker_attention_and_dtype_options(official):
 
 
 @pytest.mark.slow
-def test_fused_boxes_match_masked_on_real_sequences(official, real_sequences):
+def test_fused_boxes_match_masked_on_real_sequences(official, real_sequences, real_tracks):
+    """The masked run is conftest's real_tracks (same model, batch, threshold; tracked once per run)."""
     from grm_jax.datasets import load_benchmark
 
     config, variables, _, _ = official
     seqs = load_benchmark("folder", real_sequences)
-    model = GRM(config)
-    runs = {a: track_sequences(model, variables, seqs, None, 0.0, batch_size=len(seqs), attention=a)
-            for a in ("masked", "fused")}
+    runs = {"masked": real_tracks[0],
+            "fused": track_sequences(GRM(config), variables, seqs, None, 0.0, batch_size=len(seqs), attention="fused")}
     for s in seqs:
         diff = np.abs(runs["fused"][s.name].boxes - runs["masked"][s.name].boxes).max(axis=1)
         within = float(np.mean(diff <= 0.5))

@@ -1,30 +1,23 @@
 """End-to-end tracking on the real camera sequences (read in place, never copied) with the tiny model.
 
 The tiny model has random weights, so only sanity is checked: every frame gets a finite box that
-lies inside the image, and the sequence is tracked through (batched, all sequences together).
+lies inside the image, and the sequence is tracked through (batched, all sequences together). The
+tracking itself is conftest's ``real_tracks`` (once per test run, shared with test_attention_fused).
 """
-import time
-
 import numpy as np
 import pytest
 
-from conftest import FIXTURES
-from convert_weights import convert_grm_checkpoint
 from grm_jax.datasets import load_benchmark
-from grm_jax.model import GRM
-from grm_jax.track.batched import BatchedTracker
 from grm_jax.track.frames import read_image
 
 pytestmark = [pytest.mark.slow]
 
-def test_track_all_real_sequences(real_sequences):
+
+def test_track_all_real_sequences(real_sequences, real_tracks):
     seqs = load_benchmark("folder", real_sequences)
     assert len(seqs) >= 1
-    config, variables = convert_grm_checkpoint(str(FIXTURES / "grm_tiny" / "GRM_ep0001.pth.tar"))
-    tracker = BatchedTracker(GRM(config), variables, None, threshold=0.0, batch_size=len(seqs))
-    t0 = time.perf_counter()
-    results = {r.name: r for r in tracker.track(seqs)}
-    elapsed = time.perf_counter() - t0
+    results, elapsed = real_tracks
+    assert list(results) == [s.name for s in seqs]
     total = sum(len(s) for s in seqs)
     print(f"\n{len(seqs)} sequences, {total} frames in {elapsed:.1f} s ({total / elapsed:.1f} frames/s)")
     for s in seqs:
