@@ -14,6 +14,7 @@ import pytest
 
 from conftest import timeout_s
 from grm_jax import checkpoint as ckpt_lib
+from grm_jax.workdir_lock import TRAIN_LOCK
 from train_utils import REPO, final_params, latest_step, run_ok, subprocess_env, train_command
 
 STEPS, EVERY = 8, 4
@@ -81,12 +82,12 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path, uninterrupted):
         log.close()
     assert proc.returncode == -signal.SIGKILL
     assert latest_step(cut) == EVERY  # held before the step after the first checkpoint
-    assert (cut / ckpt_lib.LOCK_FILE).is_file()  # a killed run cannot remove its lock
+    assert (cut / TRAIN_LOCK).is_file()  # a killed run cannot remove its lock
 
     out = run_ok(train_command(cut, sample, *extra), env)
-    assert f"taking over the stale lock {cut / ckpt_lib.LOCK_FILE}: pid {proc.pid}" in out, out[-3000:]
+    assert f"taking over the stale lock {cut / TRAIN_LOCK}: pid {proc.pid}" in out, out[-3000:]
     assert f"resuming from {ckpt_lib.step_dir(cut, EVERY)}" in out, out[-3000:]
-    assert latest_step(cut) == STEPS and not (cut / ckpt_lib.LOCK_FILE).exists()
+    assert latest_step(cut) == STEPS and not (cut / TRAIN_LOCK).exists()
 
     want, got = final_params(full), final_params(cut)
     assert want.keys() == got.keys()
@@ -120,7 +121,7 @@ def test_sigterm_stops_cleanly_and_resumes(tmp_path, uninterrupted):
     assert proc.returncode == 143, (out + err)[-4000:]
     assert err.strip().splitlines()[-1].startswith("error: stopped by SIGTERM during --mode=train"), err[-3000:]
     assert "Traceback" not in err
-    assert latest_step(cut) == EVERY and not (cut / ckpt_lib.LOCK_FILE).exists()
+    assert latest_step(cut) == EVERY and not (cut / TRAIN_LOCK).exists()
     assert not [p for p in cut.rglob("*") if "tmp" in p.name.lower()]
     out = run_ok(train_command(cut, sample, *EXTRA), env)
     assert "stale lock" not in out and f"resuming from {ckpt_lib.step_dir(cut, EVERY)}" in out, out[-3000:]
