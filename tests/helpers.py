@@ -1,9 +1,34 @@
 """Helpers only the tests use (moved out of the package, issue 15.5): compositions of package
-functions that the tests call in many places, and the inverse weight mapping used to check the
-converter round trip."""
+functions that the tests call in many places, the inverse weight mapping used to check the
+converter round trip, and the held-subprocess plumbing of the interruption tests."""
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import time
+from typing import Callable, Iterator
+
 import numpy as np
+
+
+@contextlib.contextmanager
+def held_process(cmd: list[str], **popen) -> Iterator[subprocess.Popen]:
+    """``Popen(cmd)`` with text stdout / stderr pipes, killed on leaving the block if it still runs."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def wait_for(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float, poll: float = 0.05) -> None:
+    """Polls ``ready()`` until it holds; fails with the process's output if it exits first or
+    ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(poll)
 
 
 def sequence_names(source) -> list[str]:
