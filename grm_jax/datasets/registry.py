@@ -44,6 +44,9 @@ class DatasetSpec:
     threshold: official division threshold (eval only); aliases: other accepted spellings;
     scoring (eval only): 'pytracking' (success / precision), 'got10k' (those plus AO / SR) or
     'server' (ground truth not public: results are submitted to the benchmark's server);
+    denominator (eval only): the frames a sequence's success / precision rates are divided by,
+    'valid' (frames with a known, visible target: GRM's and OSTrack's analysis), 'all' (every
+    frame) or 'lasot_protocol' (the run's ``eval.lasot_protocol`` decides);
     read (train only): ``read(root) -> Source``, the training reader;
     load (eval only): ``load(root, sequences=None) -> list[Sequence]``, the benchmark loader;
     table (eval only): the shipped table (``tables/<file>``) listing the benchmark's sequences,
@@ -56,6 +59,7 @@ class DatasetSpec:
     threshold: float = 0.0
     aliases: tuple[str, ...] = ()
     scoring: str = "pytracking"
+    denominator: str = "valid"
     read: TrainingReader | None = dataclasses.field(default=None, compare=False, repr=False)
     load: BenchmarkLoader | None = dataclasses.field(default=None, compare=False, repr=False)
     table: str | None = None
@@ -98,12 +102,12 @@ _SPECS = (
     DatasetSpec("got10k_test", "got10k", EVAL, "GOT-10k test (server-scored)", scoring="server",
                 load=_got10k("test")),
     DatasetSpec("lasot", "lasot", EVAL, "LaSOT test (280 sequences)", 0.4, aliases=("lasot_test",),
-                load=lasot.load_lasot, table=lasot.TEST_TABLE),
+                denominator="lasot_protocol", load=lasot.load_lasot, table=lasot.TEST_TABLE),
     DatasetSpec("trackingnet", "trackingnet", EVAL, "TrackingNet test (server-scored)",
                 aliases=("trackingnet_test",), scoring="server", load=load_trackingnet),
     _table_layout("uav123", "UAV123", 0.55, aliases=("uav",)),
     _table_layout("nfs", "Need for Speed, 30 fps", 0.6, aliases=("nfs30",)),
-    DatasetSpec("avist", "avist", EVAL, "AVisT", 0.4, load=avist.load_avist, table=avist.TABLE),
+    DatasetSpec("avist", "avist", EVAL, "AVisT", 0.4, denominator="all", load=avist.load_avist, table=avist.TABLE),
     _table_layout("otb100", "OTB-100"),
     DatasetSpec("tnl2k", "tnl2k", EVAL, "TNL2K test", load=load_tnl2k),
     DatasetSpec("folder", "folder", EVAL, "any folder of <seq>/ frames + groundtruth.txt", load=load_folder),

@@ -157,8 +157,9 @@ def score_tracker(benchmark_sequences: SequenceT[Sequence], results_dir, tracker
     and TrackingNet are scored by their servers). results_dir: holds ``<seq>.txt`` files (comma,
     tab or space separated x1, y1, w, h per frame), optionally ``<seq>_time.txt`` and, for
     grm-jax evaluations, ``timing.json`` (see :mod:`grm_jax.evaluate.speed`).
-    denominator: 'valid' or 'all' (default: 'all' for AVisT, LaSOT's ``lasot_protocol``
-    ('grm' = 'valid', 'official' = 'all'; ``metrics.LASOT_PROTOCOLS``), else 'valid').
+    denominator: 'valid' or 'all' (default: the benchmark's registry row, ``DatasetSpec.denominator``:
+    'all' for AVisT, LaSOT's ``lasot_protocol`` ('grm' = 'valid', 'official' = 'all';
+    ``metrics.LASOT_PROTOCOLS``), else 'valid').
     skip_missing: skip sequences without a result file instead of raising.
     strict_invalid: see ``metrics.sequence_errors`` (default False = pytracking's conventions).
     Returns percentages {"auc", "precision", "norm_precision", "op50", "op75"} (+ {"ao", "sr50",
@@ -174,10 +175,11 @@ def score_tracker(benchmark_sequences: SequenceT[Sequence], results_dir, tracker
         raise MissingFileError(f"results folder does not exist: {results_dir}")
     bench = str(seqs[0].dataset)
     protocol_denominator = M.lasot_protocol_denominator(lasot_protocol)
+    convention = getattr(DATASETS.get(bench), "denominator", "valid")  # the registry row's
     if denominator is None:
-        denominator = "all" if bench == "avist" else protocol_denominator if bench == "lasot" else "valid"
+        denominator = protocol_denominator if convention == "lasot_protocol" else convention
     protocol = None
-    if bench == "lasot":
+    if convention == "lasot_protocol":
         protocol = next(k for k, (d, _) in M.LASOT_PROTOCOLS.items() if d == denominator)
     got = _is_got10k(seqs)
 
