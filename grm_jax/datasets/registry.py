@@ -2,7 +2,7 @@
 folder it reads, training set or benchmark, official division threshold, scoring convention,
 shipped sequence table) and the function that reads it. Training, evaluation, scoring and packing
 all resolve names here, so a name means exactly one thing everywhere; no other module keeps a
-table keyed by dataset names (tests/test_sources.py checks).
+table keyed by dataset names (tests/test_registry.py checks).
 
 Root folders are set per download, not per name: ``--config.data.roots.<root>=PATH`` where
 ``<root>`` is one of :data:`ROOT_KEYS` (e.g. ``got10k`` serves got10k_train_full,
