@@ -68,18 +68,18 @@ class PairMaker:
     """Picklable ``global index -> training sample`` map (sampler + processing)."""
 
     def __init__(self, sources, ratios, template: CropSpec, search: CropSpec, max_gap: int, seed: int,
-                 stride: int = 16):
+                 stride: int = 16, reduced_decode: bool = False):
         self.sampler = PairSampler(sources, ratios, max_gap=max_gap)
-        self.processor = PairProcessor(template, search, stride=stride)
+        self.processor = PairProcessor(template, search, stride=stride, reduced_decode=reduced_decode)
         self.seed = int(seed)
 
     @classmethod
     def from_run(cls, run: RunConfig, seed: int) -> "PairMaker":
-        """The training pairs of ``run``: its datasets, crops (``run.crop``) and label stride (the
-        patch size)."""
+        """The training pairs of ``run``: its datasets, crops (``run.crop``), label stride (the
+        patch size) and ``data.reduced_decode``."""
         sources, ratios = build_sources(run.data)
         return cls(sources, ratios, run.crop("template"), run.crop("search"), run.data.max_gap, seed,
-                   run.model.patch_size)
+                   run.model.patch_size, reduced_decode=run.data.reduced_decode)
 
     def __call__(self, index) -> dict[str, np.ndarray]:
         index = int(index)

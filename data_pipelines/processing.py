@@ -16,6 +16,11 @@ Per pair, in this order (all randomness from one ``numpy.random.Generator``):
 3. heatmap: CenterNet Gaussian of the search box on the (S/stride)^2 grid.
 
 Outputs are NHWC float32 (no batch axis here).
+
+Frames: decoded at full size before the processing (the official pixels), or, with
+``reduced_decode`` (``data.reduced_decode``, off by default; changes pixels), decoded when a
+crop needs them at the coarsest 1/k size that still down-samples the crop
+(data_pipelines/frames.py).
 """
 from __future__ import annotations
 
@@ -23,17 +28,17 @@ import math
 import warnings
 from typing import Any
 
-import cv2
 import numpy as np
 
+from data_pipelines.frames import PairFrame, decode_reduction
 from grm_jax.crop import IMAGENET_MEAN, IMAGENET_STD, sample_target, transform_image_to_crop
 from grm_jax.run_config import CropSpec  # one crop of a pair: factor, size, jitter (RunConfig.crop)
 from data_pipelines.sampler import PairSampler, PairSpec
 from grm_jax.datasets.source import CorruptImageError
 
 __all__ = [
-    "CropSpec", "PairProcessor", "jitter_box", "jittered_center_crop", "gaussian_radius", "heatmap_centers",
-    "draw_gaussian", "generate_heatmap", "make_training_sample",
+    "CropSpec", "PairProcessor", "apply_jitter", "jitter_box", "jitter_noise", "jittered_size", "jittered_center_crop",
+    "gaussian_radius", "heatmap_centers", "draw_gaussian", "generate_heatmap", "make_training_sample",
 ]
 
 MIN_OVERLAP = 0.7
@@ -48,16 +53,33 @@ def _note_skip(msg: str) -> None:
 # Jitter and crops
 # -------------------------------------------------------------------------------------------
 
-def jitter_box(box_xywh: np.ndarray, center_jitter: float, scale_jitter: float,
-               rng: np.random.Generator) -> np.ndarray:
-    """Official ``_get_jittered_box`` in float32: size * exp(randn(2) * sj); centre + max_off * (rand(2) - .5)."""
-    box = np.asarray(box_xywh, dtype=np.float32)
+def jitter_noise(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The draws of one jitter: (randn(2), rand(2)) as float32."""
     noise_s = rng.standard_normal(2).astype(np.float32)
     noise_c = rng.random(2).astype(np.float32)
-    size = box[2:4] * np.exp(noise_s * np.float32(scale_jitter))
+    return noise_s, noise_c
+
+
+def jittered_size(box_xywh: np.ndarray, noise_s: np.ndarray, scale_jitter: float) -> np.ndarray:
+    """(w, h) * exp(noise_s * scale_jitter), float32."""
+    return np.asarray(box_xywh, dtype=np.float32)[2:4] * np.exp(noise_s * np.float32(scale_jitter))
+
+
+def apply_jitter(box_xywh: np.ndarray, noise, center_jitter: float, scale_jitter: float) -> np.ndarray:
+    """Official ``_get_jittered_box`` in float32 with the draws ``noise`` (:func:`jitter_noise`):
+    size * exp(randn(2) * sj); centre + max_off * (rand(2) - .5)."""
+    box = np.asarray(box_xywh, dtype=np.float32)
+    noise_s, noise_c = noise
+    size = jittered_size(box, noise_s, scale_jitter)
     max_offset = np.sqrt(np.prod(size)) * np.float32(center_jitter)
     center = box[0:2] + np.float32(0.5) * box[2:4] + max_offset * (noise_c - np.float32(0.5))
     return np.concatenate([center - np.float32(0.5) * size, size]).astype(np.float32)
+
+
+def jitter_box(box_xywh: np.ndarray, center_jitter: float, scale_jitter: float,
+               rng: np.random.Generator) -> np.ndarray:
+    """Official ``_get_jittered_box`` in float32: size * exp(randn(2) * sj); centre + max_off * (rand(2) - .5)."""
+    return apply_jitter(box_xywh, jitter_noise(rng), center_jitter, scale_jitter)
 
 
 def jittered_center_crop(frames, box_extract, box_gt, factor: float, output_sz: int):
@@ -150,11 +172,6 @@ def generate_heatmap(boxes_x1y1wh_norm: np.ndarray, patch_size: int = 256, strid
 # Augmentations
 # -------------------------------------------------------------------------------------------
 
-def _to_gray3(image: np.ndarray) -> np.ndarray:
-    g = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
-    return np.stack([g, g, g], axis=2)
-
-
 def _flip_box_pixels(box: np.ndarray, width: int) -> np.ndarray:
     """pytracking RandomHorizontalFlip on an xywh box: corners x -> (W - 1) - x."""
     b = np.asarray(box, dtype=np.float32).copy()
@@ -175,12 +192,24 @@ def _flip_box_norm(box: np.ndarray) -> np.ndarray:
     return b
 
 
+def _to_reduced(box: np.ndarray, k: int, reduced_width: int, width: int, flipped: bool) -> np.ndarray:
+    """Full-frame xywh box -> pixels of the frame decoded at 1/k (pixel j covers full [k j, k j + k)).
+    A flipped reduced frame starts ``k * reduced_width - width`` full pixels left of the flipped full
+    frame when k does not divide the width."""
+    b = np.asarray(box, np.float32).copy()
+    if flipped:
+        b[0] += np.float32(k * reduced_width - width)
+    return b / np.float32(k)
+
+
 class PairProcessor:
-    """Turns (template frame, box, search frame, box) into network inputs; see module doc."""
+    """Turns (template frame, box, search frame, box) into network inputs; see module doc.
+    ``reduced_decode``: decode each frame at the coarsest size its crop allows
+    (``data.reduced_decode``, data_pipelines/frames.py; changes pixels, off by default)."""
 
     def __init__(self, template: CropSpec, search: CropSpec, stride: int = 16, grayscale_prob: float = 0.05,
                  flip_prob: float = 0.5, norm_flip_prob: float = 0.5, brightness_jitter: float = 0.2,
-                 mean=IMAGENET_MEAN, std=IMAGENET_STD):
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD, reduced_decode: bool = False):
         self.template = template
         self.search = search
         self.stride = int(stride)
@@ -190,42 +219,70 @@ class PairProcessor:
         self.brightness_jitter = float(brightness_jitter)
         self.mean = np.asarray(mean, dtype=np.float32)
         self.std = np.asarray(std, dtype=np.float32)
+        self.reduced_decode = bool(reduced_decode)
 
     def _per_image(self, crop: np.ndarray, box: np.ndarray, att: np.ndarray, rng: np.random.Generator):
+        """Brightness, second flip, normalisation of one uint8 crop. The flip is taken on the uint8
+        crop and the float32 steps run in place: the same values as (clip(crop * b / 255, 0, 1)
+        flipped - mean) / std computed step by step (tests/test_processing.py)."""
         bf = rng.uniform(max(0.0, 1.0 - self.brightness_jitter), 1.0 + self.brightness_jitter)
-        img = np.clip(crop.astype(np.float32) * np.float32(bf / 255.0), 0.0, 1.0)
         if rng.random() < self.norm_flip_prob:
-            img = img[:, ::-1, :]
+            crop = crop[:, ::-1, :]
             att = att[:, ::-1]
             box = _flip_box_norm(box)
-        img = (img - self.mean) / self.std
-        return np.ascontiguousarray(img, dtype=np.float32), box.astype(np.float32), np.ascontiguousarray(att)
+        img = crop.astype(np.float32, order="C")
+        img *= np.float32(bf / 255.0)
+        np.clip(img, 0.0, 1.0, out=img)
+        img -= self.mean
+        img /= self.std
+        return img, box.astype(np.float32), np.ascontiguousarray(att)
 
-    def __call__(self, template_image: np.ndarray, template_box, search_image: np.ndarray, search_box,
-                 rng: np.random.Generator) -> dict[str, Any] | None:
-        """Returns the sample dict, or None when the pair is rejected (official ``valid`` False)."""
-        images = {"template": template_image, "search": search_image}
-        boxes = {"template": np.asarray(template_box, np.float32), "search": np.asarray(search_box, np.float32)}
-        if rng.random() < self.grayscale_prob:
-            images = {k: _to_gray3(v) for k, v in images.items()}
-        if rng.random() < self.flip_prob:
-            boxes = {k: _flip_box_pixels(boxes[k], images[k].shape[1]) for k in images}
+    def _crop(self, frame: PairFrame, box: np.ndarray, spec: CropSpec, gray: bool, flip: bool,
+              rng: np.random.Generator):
+        """Joint grey/flip, jitter and crop of one frame -> (uint8 crop, normalized box, att) or None."""
+        noise = jitter_noise(rng)
+        reduce = 1
+        if self.reduced_decode:
+            reduce = decode_reduction(jittered_size(box, noise[0], spec.scale_jitter), spec.factor, spec.size)
+        image, k, full_hw = frame.get(reduce, gray)
+        if flip:
+            box = _flip_box_pixels(box, full_hw[1])
             # a reversed VIEW: only the crop's pixels are copied later (np.pad), the same values as from a
             # flipped copy of the whole frame (benchmarks/pipeline_speed.py: one full-frame copy less per image)
-            images = {k: v[:, ::-1, :] for k, v in images.items()}
+            image = image[:, ::-1, :]
+        jit = apply_jitter(box, noise, spec.center_jitter, spec.scale_jitter)
+        w, h = float(jit[2]), float(jit[3])
+        if not (math.isfinite(w) and math.isfinite(h)) or w * h < 0:
+            return None
+        if math.ceil(math.sqrt(w * h) * spec.factor) < 1:
+            return None
+        if k > 1:  # frame decoded at 1/k: boxes in its pixels (exact, k is a power of two)
+            jit, box = _to_reduced(jit, k, image.shape[1], full_hw[1], flip), _to_reduced(box, k, image.shape[1],
+                                                                                          full_hw[1], flip)
+        try:
+            crops, cboxes, atts = jittered_center_crop([image], [jit], [box], spec.factor, spec.size)
+        except ValueError:
+            return None
+        return crops[0], cboxes[0], atts[0]
+
+    def __call__(self, template_image, template_box, search_image, search_box,
+                 rng: np.random.Generator) -> dict[str, Any] | None:
+        """Returns the sample dict, or None when the pair is rejected (official ``valid`` False).
+        Images: (H, W, 3) uint8 RGB arrays or :class:`PairFrame` (the same object when template
+        and search are one frame)."""
+        t_frame = template_image if isinstance(template_image, PairFrame) else PairFrame(template_image)
+        s_frame = (t_frame if search_image is template_image else
+                   search_image if isinstance(search_image, PairFrame) else PairFrame(search_image))
+        frames = {"template": t_frame, "search": s_frame}
+        boxes = {"template": np.asarray(template_box, np.float32), "search": np.asarray(search_box, np.float32)}
+        gray = rng.random() < self.grayscale_prob
+        flip = rng.random() < self.flip_prob
         out: dict[str, Any] = {}
         for key, spec in (("template", self.template), ("search", self.search)):
-            jit = jitter_box(boxes[key], spec.center_jitter, spec.scale_jitter, rng)
-            w, h = float(jit[2]), float(jit[3])
-            if not (math.isfinite(w) and math.isfinite(h)) or w * h < 0:
+            cropped = self._crop(frames[key], boxes[key], spec, gray, flip, rng)
+            if cropped is None:
                 return None
-            if math.ceil(math.sqrt(w * h) * spec.factor) < 1:
-                return None
-            try:
-                crops, cboxes, atts = jittered_center_crop([images[key]], [jit], [boxes[key]], spec.factor, spec.size)
-            except ValueError:
-                return None
-            img, box, att = self._per_image(crops[0], cboxes[0], atts[0], rng)
+            img, box, att = self._per_image(*cropped, rng)
             if att.all():
                 return None
             feat = spec.size // BACKBONE_STRIDE
@@ -237,6 +294,17 @@ class PairProcessor:
             out[f"{key}_att"] = att
         out["heatmap"] = generate_heatmap(out["search_box"][None], self.search.size, self.stride)[0]
         return out
+
+
+def _pair_frames(source, spec: PairSpec, lazy: bool):
+    """The template and search frames of ``spec`` (one object when they are the same frame):
+    decoded now (exact mode) or PairFrames decoded when cropped (``lazy``, reduced decoding)."""
+    same = spec.search_frame == spec.template_frame
+    if lazy:
+        t = PairFrame.from_source(source, spec.sequence, spec.template_frame)
+        return t, (t if same else PairFrame.from_source(source, spec.sequence, spec.search_frame))
+    t_img = source.load_frame(spec.sequence, spec.template_frame)
+    return t_img, (t_img if same else source.load_frame(spec.sequence, spec.search_frame))
 
 
 def make_training_sample(sampler: PairSampler, processor: PairProcessor, rng: np.random.Generator,
@@ -251,14 +319,12 @@ def make_training_sample(sampler: PairSampler, processor: PairProcessor, rng: np
         spec: PairSpec = sampler.sample(rng)
         src = sampler.sources[spec.dataset]
         try:
-            t_img = src.load_frame(spec.sequence, spec.template_frame)
-            s_img = t_img if (spec.search_frame == spec.template_frame) else src.load_frame(spec.sequence,
-                                                                                           spec.search_frame)
+            t_img, s_img = _pair_frames(src, spec, processor.reduced_decode)
+            sample = processor(t_img, spec.template_box, s_img, spec.search_box, rng)
         except CorruptImageError as e:
             skipped += 1
             _note_skip(str(e))
             continue
-        sample = processor(t_img, spec.template_box, s_img, spec.search_box, rng)
         if sample is None:
             continue
         sample["dataset"] = np.int32(spec.dataset)

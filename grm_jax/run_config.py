@@ -80,7 +80,10 @@ class DataConfig:
     samples_per_epoch, max_gap: pairs per epoch and the largest template/search frame gap;
     template_jitter / search_jitter: training-crop jitter; num_workers: grain worker processes
     (0 = in the training process); num_threads: reader threads per process;
-    packed_dir: folder of ArrayRecord packs (``python -m data_pipelines.pack``)."""
+    packed_dir: folder of ArrayRecord packs (``python -m data_pipelines.pack``);
+    reduced_decode: decode each training frame at 1/2, 1/4 or 1/8 of its size (libjpeg DCT
+    scaling) when its crop still has at least the crop's output size in pixels; faster, but the
+    crops' pixels differ from the official ones (benchmarks/RESULTS.md); False = exact."""
 
     roots: Mapping[str, str | None] = dataclasses.field(default_factory=lambda: dict.fromkeys(ROOT_KEYS))
     datasets: tuple[str, ...] = ("got10k_train_full",)
@@ -92,6 +95,7 @@ class DataConfig:
     num_workers: int = 8
     num_threads: int = 2
     packed_dir: str | None = None
+    reduced_decode: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -114,3 +114,20 @@ def test_hann2d_tracker_window():
     np.testing.assert_allclose(hann2d(16), t["frame1_hann_window"][0, 0], atol=1e-7, rtol=0)
     with pytest.raises(ValueError):
         hann2d(0)
+
+
+@pytest.mark.parametrize("channels,dtype", [(3, np.uint8), (1, np.uint8), (4, np.uint8), (3, np.float32), (3, np.uint16)])
+def test_sample_target_of_a_reversed_view_equals_a_flipped_copy(channels, dtype):
+    """Crops of a horizontally reversed view (the training's joint flip; copied row-wise and mirrored
+    with cv2.flip) equal, bit for bit, the crops of a contiguous flipped copy, padding on every side."""
+    rng = np.random.default_rng(channels)
+    image = rng.integers(0, 256, (90, 131, channels)).astype(dtype)
+    view, copy = image[:, ::-1, :], np.ascontiguousarray(image[:, ::-1, :])
+    for _ in range(25):
+        box = [rng.uniform(-30, 140), rng.uniform(-30, 100), rng.uniform(4, 60), rng.uniform(4, 60)]
+        factor, out = float(rng.choice([2.0, 4.0, 5.0])), int(rng.choice([64, 128]))
+        a_crop, a_rf, a_att = sample_target(view, box, factor, out)
+        b_crop, b_rf, b_att = sample_target(copy, box, factor, out)
+        assert a_crop.dtype == b_crop.dtype and a_rf == b_rf
+        np.testing.assert_array_equal(a_crop, b_crop)
+        np.testing.assert_array_equal(a_att, b_att)

@@ -21,6 +21,7 @@ from grm_jax.errors import DataError
 from grm_jax.image_check import MAX_IMAGE_PIXELS, image_size
 from grm_jax.track.frames import FrameSource, read_image
 from helpers import held_process, wait_for
+from launch import TRAIN_PARTS
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TIMEOUT = timeout_s(150)
@@ -186,7 +187,7 @@ def test_absurd_batch_size_refused_before_allocating(tmp_path, capfd):
 
     # the tiny model's crops (128 / 256 px): the bound alone is ~300 GiB, beyond any test machine
     code = main(["--config", "grm_tiny_cpu", "--workdir", str(tmp_path / "run"), *data_overrides(tmp_path / "sample"),
-                 "--config.train.batch_size=100000", "--config.train.max_steps=1"])
+                 "--config.train.batch_size=100000", "--config.train.max_steps=1"], train_parts=TRAIN_PARTS)
     err = capfd.readouterr().err
     assert code == 2, err
     assert "error: config.train.batch_size=100000: one training step needs at least" in err, err

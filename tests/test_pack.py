@@ -8,11 +8,11 @@ import pytest
 from data_pipelines.pack import main as pack_main
 from data_pipelines.pack import pack_source
 from data_pipelines.pipeline import PairMaker, make_train_iterator
-from data_pipelines.sources import ensure_sample_dataset
 from grm_jax.datasets import PackedSource, training_source
 from grm_jax.datasets.sample import SampleSource
+from grm_jax.datasets.sample_generator import ensure_sample_dataset
 from grm_jax.errors import ConfigError, DataError
-from grm_jax.run_config import DataConfig, RunConfig
+from grm_jax.run_config import CropSpec, DataConfig, RunConfig
 from helpers import sequence_names
 
 
@@ -67,6 +67,23 @@ def test_same_samples_packed_and_raw(dirs):
             pb = next(it)
             for k in rb:
                 np.testing.assert_array_equal(rb[k], pb[k], err_msg=k)
+
+
+def test_reduced_decode_same_samples_packed_and_raw(dirs):
+    """data.reduced_decode reads packed frames like folder frames (same bytes, same 1/k decodes)."""
+    sample, out = dirs
+    template, search = CropSpec(2.0, 32), CropSpec(4.0, 64, 3.0, 0.25)  # small crops: the sample's boxes reduce
+
+    def samples(source, reduced):
+        maker = PairMaker([source], [1.0], template, search, max_gap=200, seed=2, reduced_decode=reduced)
+        return [maker(i) for i in range(8)]
+
+    raw, packed = samples(SampleSource(sample), True), samples(training_source("sample_train", out), True)
+    exact = samples(SampleSource(sample), False)
+    assert any(not np.array_equal(a["search"], b["search"]) for a, b in zip(raw, exact))  # frames were reduced
+    for a, b in zip(raw, packed):
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
 def test_visible_only_pack(dirs, tmp_path):

@@ -143,3 +143,30 @@ class _RollsWithoutJointFlip:
 
     def __getattr__(self, name):
         return getattr(self._rng, name)
+
+
+def test_per_image_steps_in_place_equal_the_stepwise_formula():
+    """Brightness, second flip and normalisation run in place on a flipped uint8 crop: the same float32
+    values as clip(crop * b / 255, 0, 1), flipped, minus mean, over std, step by step."""
+    proc = _processor()
+    crop = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    att = np.zeros((64, 64), bool)
+    att[:, :5] = True
+    box = np.array([0.2, 0.3, 0.25, 0.4], np.float32)
+    flipped = 0
+    for seed in range(8):
+        img, out_box, out_att = proc._per_image(crop, box, att, np.random.default_rng(seed))
+        draws = np.random.default_rng(seed)
+        bf = draws.uniform(0.8, 1.2)
+        ref = np.clip(crop.astype(np.float32) * np.float32(bf / 255.0), 0.0, 1.0)
+        ref_att, ref_box = att, box
+        if draws.random() < 0.5:
+            flipped += 1
+            ref, ref_att = ref[:, ::-1, :], att[:, ::-1]
+            ref_box = np.array([1 - box[0] - box[2], box[1], box[2], box[3]], np.float32)
+        ref = (ref - np.asarray(MEAN, np.float32)) / np.asarray(STD, np.float32)
+        assert img.dtype == np.float32 and img.flags.c_contiguous and out_att.flags.c_contiguous
+        np.testing.assert_array_equal(img, ref)
+        np.testing.assert_array_equal(out_att, ref_att)
+        np.testing.assert_allclose(out_box, ref_box, atol=1e-7)
+    assert 0 < flipped < 8

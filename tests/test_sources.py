@@ -7,7 +7,6 @@ import cv2
 import numpy as np
 import pytest
 
-from data_pipelines.sources import ensure_sample_dataset
 from grm_jax import datasets
 from grm_jax.annotations import MissingAnnotationError
 from grm_jax.datasets import CorruptImageError, files, training_source
@@ -15,6 +14,7 @@ from grm_jax.datasets.coco import CocoSource
 from grm_jax.datasets.got10k import Got10kSource
 from grm_jax.datasets.lasot import LasotSource
 from grm_jax.datasets.sample import SampleSource
+from grm_jax.datasets.sample_generator import ensure_sample_dataset
 from grm_jax.datasets.trackingnet import TrackingNetSource
 from grm_jax.errors import ConfigError, DataError, MissingFileError
 from helpers import sequence_names

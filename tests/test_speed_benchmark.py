@@ -42,16 +42,15 @@ def test_speed_smoke(tmp_path, capsys, real_sequences):
 
 @pytest.mark.slow
 def test_train_column():
-    """The training column's measurement, on a micro model (the tiny model's train step takes
-    minutes to compile on 2 cores)."""
+    """The training column's measurement, on the tests' micro model (the tiny model's train step
+    takes minutes to compile on 2 cores)."""
     import jax.numpy as jnp
 
-    from grm_jax.model import GRM, ModelConfig
+    from grm_jax.model import GRM
+    from models import MICRO
 
     speed = _speed_module()
-    micro = ModelConfig(embed_dim=64, depth=2, num_heads=2, head_channels=16, divide_layers=(1,),
-                        template_size=32, search_size=64)
-    pairs_s, compile_s = speed.train_pairs_per_s(GRM(micro), jnp.float32, batch=2, steps=1)
+    pairs_s, compile_s = speed.train_pairs_per_s(GRM(MICRO), jnp.float32, batch=2, steps=1)
     assert pairs_s > 0 and compile_s > 0
 
 
@@ -90,12 +89,33 @@ def test_pipeline_speed_smoke(tmp_path, capsys):
     the breakdown is timed and the grain pipeline (in-process) delivers batches."""
     bench = _bench("pipeline_speed")
     out = bench.main(["--sequences", "1", "--frames", "20", "--breakdown_pairs", "4", "--batch", "2",
-                      "--batches", "1", "--warmup", "1", "--workers", "0", "--json", str(tmp_path / "p.json")])
+                      "--batches", "1", "--warmup", "1", "--workers", "0", "--modes", "exact,reduced",
+                      "--json", str(tmp_path / "p.json")])
     text = capsys.readouterr().out
-    assert "| decode | crop | augmentation | heatmap | sampling/other | batching |" in text
-    stages = out["stages_ms_per_pair"]
-    assert all(stages[k] >= 0 for k in bench.STAGES) and stages["decode"] > 0 and stages["crop"] > 0
-    assert out["pairs_s"]["0"] > 0 and json.loads((tmp_path / "p.json").read_text())["batch"] == 2
+    assert "| mode | decode | crop | augmentation | heatmap | sampling/other | batching |" in text
+    assert "| grain workers | pairs/s exact | pairs/s reduced |" in text
+    for mode in ("exact", "reduced"):  # reduced: frames decoded inside the processing, counted as decode
+        stages = out["modes"][mode]["stages_ms_per_pair"]
+        assert all(stages[k] >= 0 for k in bench.STAGES) and stages["decode"] > 0 and stages["crop"] > 0
+        assert out["modes"][mode]["pairs_s"]["0"] > 0
+    assert out["stages_ms_per_pair"] == out["modes"]["exact"]["stages_ms_per_pair"]
+    assert json.loads((tmp_path / "p.json").read_text())["batch"] == 2
+
+
+def test_decode_ab_smoke(capsys, real_sequences):
+    """The decode A/B benchmark on truck2 (boxes x1 and x8): decoders timed, the pipeline at a git
+    revision (here HEAD) equal to now bit for bit, the reduced decoding's effect measured."""
+    bench = _bench("decode_ab")
+    out = bench.main(["--frames_from", str(real_sequences / "truck2"), "--box_scales", "1,8", "--sequences", "1",
+                      "--frames", "25", "--decode_frames", "2", "--rounds", "1", "--pairs", "2", "--check_pairs", "2",
+                      "--effect_pairs", "3", "--before", "HEAD"])
+    text = capsys.readouterr().out
+    assert "| read + checks + imdecode RGB (now) |" in text and "| now, data.reduced_decode |" in text
+    small, large = out["scales"]
+    assert small["before_equals_now"] and large["before_equals_now"]
+    assert set(small["reduced_effect"]["decodes at 1/k"]) == {"1"}  # truck2's small boxes: exact crops
+    assert small["reduced_effect"]["search MAE"] == 0
+    assert set(large["reduced_effect"]["decodes at 1/k"]) - {"1"} and large["reduced_effect"]["search MAE"] > 0
 
 
 def test_got10k_layout_is_read_by_the_training_reader(tmp_path):
@@ -110,3 +130,15 @@ def test_got10k_layout_is_read_by_the_training_reader(tmp_path):
     assert frame.shape == (720, 1280, 3)
     assert (root / "train" / "GOT-10k_Train_000002" / "00000003.jpg").is_file()
     assert cv2.imread(str(root / "train" / "GOT-10k_Train_000001" / "00000001.jpg")).shape == (720, 1280, 3)
+
+
+def test_torch_step_smoke(capsys):
+    """benchmarks/torch_step.py on the micro model: the PyTorch stand-in has exactly the parameter
+    count of the jax network it is timed against (same layers and shapes), and both rows are timed."""
+    bench = _bench("torch_step")
+    out = bench.main(["--model", "micro", "--batch", "2", "--repeats", "1"])
+    text = capsys.readouterr().out
+    assert "| train step | ms (median) | x PyTorch |" in text
+    assert out["params"]["torch"] == out["params"]["jax"]
+    assert set(out["rows"]) == {"pytorch eager (stand-in)", "grm-jax"}
+    assert all(r["ms"] > 0 and r["cpu_ms"] > 0 for r in out["rows"].values())

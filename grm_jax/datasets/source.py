@@ -10,9 +10,9 @@ Sequence ``i`` has ``N_i`` frames; frame ``f`` has a box (x1, y1, w, h) in pixel
 Image datasets (COCO) are sources whose sequences have a single frame (``is_video`` False); the
 pair sampler then uses that image as template and search.
 
-Frames are read as *encoded bytes* (``frame_bytes``) and decoded with OpenCV
-(:func:`decode_image`, BGR -> RGB). The packed reader returns the very same bytes as the folder
-readers, so both give bit-identical images.
+Frames are read as *encoded bytes* (``frame_bytes``) and decoded with OpenCV into RGB
+(:func:`grm_jax.datasets.decode.decode_image`). The packed reader returns the very same bytes as
+the folder readers, so both give bit-identical images.
 """
 from __future__ import annotations
 
@@ -24,15 +24,10 @@ from typing import Sequence
 
 import numpy as np
 
-from grm_jax.errors import DataError, MissingFileError
-from grm_jax.image_check import check_complete, check_pixels
+from grm_jax.datasets.decode import CorruptImageError, decode_image, decode_reduced
+from grm_jax.errors import MissingFileError
 
 __all__ = ["SequenceInfo", "Source", "FileSource", "CorruptImageError", "decode_image", "make_info"]
-
-
-class CorruptImageError(DataError):
-    """An image file of a dataset is absent, unreadable or cannot be decoded (names the file).
-    The training pipeline skips such frames with a warning."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,20 +63,6 @@ def make_info(boxes: np.ndarray, visible_extra: np.ndarray | None, min_size: flo
     return SequenceInfo(boxes=boxes, valid=valid, visible=visible)
 
 
-def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Encoded image bytes -> (H, W, 3) uint8 RGB. CorruptImageError naming ``name`` on failure."""
-    import cv2  # noqa: PLC0415  (only processes that decode frames need OpenCV)
-
-    if not data:
-        raise CorruptImageError(f"empty image file: {name}")
-    check_complete(data, name, CorruptImageError)  # libjpeg decodes a truncated JPEG without failing
-    check_pixels(data, name, CorruptImageError)  # decompression bombs: refused from the header
-    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if img is None or img.ndim != 3 or img.shape[0] < 1 or img.shape[1] < 1:
-        raise CorruptImageError(f"cannot read image (corrupt or unsupported format): {name}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
 class Source:
     """Base class of the training readers; subclasses implement the ``_``-prefixed hooks and
     ``frame_path``.
@@ -89,7 +70,8 @@ class Source:
     Interface used by the sampler, the processing and the packer: ``name`` (the registry name),
     ``is_video``, ``len(source)`` / ``num_sequences``, ``sequence_name(i)``,
     ``sequence_info(i) -> SequenceInfo`` (LRU-cached per process), ``frame_path(i, f)`` (an
-    identifier used in messages), ``frame_bytes(i, f)``, ``load_frame(i, f)`` -> (H, W, 3) uint8 RGB.
+    identifier used in messages), ``frame_bytes(i, f)``, ``load_frame(i, f)`` -> (H, W, 3) uint8 RGB,
+    ``load_frame_reduced(i, f, k)`` (the frame at 1/k size, for ``data.reduced_decode``).
     """
 
     name: str = "source"
@@ -147,6 +129,10 @@ class Source:
 
     def load_frame(self, i: int, f: int) -> np.ndarray:
         return decode_image(self.frame_bytes(i, f), self.frame_path(i, f))
+
+    def load_frame_reduced(self, i: int, f: int, reduce: int) -> tuple[np.ndarray, int, tuple[int, int]]:
+        """(image at 1/k size, k, full (H, W)): see :func:`grm_jax.datasets.decode.decode_reduced`."""
+        return decode_reduced(self.frame_bytes(i, f), self.frame_path(i, f), reduce)
 
     def __getstate__(self):
         state = dict(self.__dict__)
