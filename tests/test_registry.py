@@ -28,7 +28,7 @@ def test_every_row_has_the_reader_its_use_needs():
         else:
             assert spec.use == registry.EVAL and callable(spec.load) and spec.read is None, spec.name
         assert spec.denominator in ("valid", "all", "lasot_protocol") and spec.scoring in (
-            "pytracking", "got10k", "server"), spec.name
+            "pytracking", "got10k", *registry.SERVER_SCORING), spec.name
     # every shipped sequence table belongs to exactly one row, and every row's table is shipped
     tables = [s.table for s in ds.DATASETS.values() if s.table is not None]
     assert sorted(tables) == sorted(os.listdir(files.TABLES_DIR))
