@@ -16,6 +16,7 @@ from grm_jax.errors import CheckpointError, TrainingError, WorkdirError
 from grm_jax.train import loop
 from grm_jax.train import step as step_lib
 from grm_jax.train.workdir import WorkdirLock
+from grm_jax.workdir_lock import TRAIN_LOCK
 from launch import TRAIN_PARTS
 from run_once import build_once
 from train_utils import MICRO_OVERRIDES, data_overrides, latest_step
@@ -37,7 +38,7 @@ def _train(base):
     out = loop.run_train(_run(base / "sample", "train.max_steps=4"), base / "run", TRAIN_PARTS)
     assert out["step"] == 4 and out["checkpoint"] == str(ckpt_lib.step_dir(base / "run", 4))
     assert ckpt_lib.checkpoint_steps(base / "run") == [2, 4]
-    assert not (base / "run" / ckpt_lib.LOCK_FILE).exists()  # released
+    assert not (base / "run" / TRAIN_LOCK).exists()  # released
     assert (base / "run" / ckpt_lib.RUN_CONFIG_FILE).is_file() and (base / "run" / ckpt_lib.TENSORBOARD_DIR).is_dir()
 
 
@@ -81,7 +82,7 @@ def test_no_restorable_checkpoint_is_one_error(trained, tmp_path):
     _corrupt(workdir, 2, ckpt_lib.ITEM_TRAIN_STATE)
     with pytest.raises(CheckpointError, match=r"none of the checkpoints .* can be restored \(steps 4, 2"):
         loop.run_train(_run(sample, "train.max_steps=6"), workdir, TRAIN_PARTS)
-    assert not (workdir / ckpt_lib.LOCK_FILE).exists()
+    assert not (workdir / TRAIN_LOCK).exists()
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(trained, tmp_path, monkeypatch, capsys):
@@ -102,7 +103,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(trained, tmp_path,
                                             + str(ckpt_lib.step_dir(workdir, 6))):
         loop.run_train(_run(sample, "train.max_steps=10"), workdir, TRAIN_PARTS)
     assert latest_step(workdir) == 6
-    assert not (workdir / ckpt_lib.LOCK_FILE).exists()
+    assert not (workdir / TRAIN_LOCK).exists()
 
 
 def test_finished_run_claims_nothing_new(trained, tmp_path, capsys):
@@ -117,7 +118,7 @@ def test_second_run_is_refused(trained, tmp_path):
     workdir, sample = _copy(trained, tmp_path)
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        (workdir / ckpt_lib.LOCK_FILE).write_text(
+        (workdir / TRAIN_LOCK).write_text(
             f'{{"host": "{socket.gethostname()}", "pid": {holder.pid}, "started": "now"}}\n')
         with pytest.raises(WorkdirError, match=rf"in use by another training run: pid {holder.pid} on host"):
             loop.run_train(_run(sample, "train.max_steps=6"), workdir, TRAIN_PARTS)
@@ -135,7 +136,7 @@ def _dead_pid():
 
 def test_lock_stale_and_foreign(tmp_path):
     said = []
-    lock_file = tmp_path / ckpt_lib.LOCK_FILE
+    lock_file = tmp_path / TRAIN_LOCK
     lock_file.write_text(f'{{"host": "{socket.gethostname()}", "pid": {_dead_pid()}}}')
     with WorkdirLock.acquire(tmp_path, said.append) as lock:
         assert lock.holder["pid"] == os.getpid() and "no longer running" in said[0]

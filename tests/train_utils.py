@@ -65,9 +65,9 @@ def run_ok(cmd, env, timeout=300):
 def final_params(workdir):
     """{path: array} of the latest checkpoint's params in ``workdir`` (what load_model reads),
     restored onto one local device whatever topology saved it."""
-    from grm_jax.checkpoint import load_variables, read_model_config
+    from grm_jax.checkpoint import load_model
 
-    variables = load_variables(workdir, read_model_config(workdir))
+    variables = load_model(workdir)[1]
     return {jax.tree_util.keystr(p): np.asarray(v)
             for p, v in jax.tree_util.tree_flatten_with_path(variables["params"])[0]}
 
