@@ -14,6 +14,10 @@
    revision ``--before`` (its processing.py, with the decoder before); now (exact); now with
    ``cv2.setNumThreads(1)``; now with ``data.reduced_decode``. Rounds of ``--pairs`` pairs, the
    variants interleaved, after 8 warm-up pairs each; the before/now samples are compared bit for bit.
+All in one process with ``keep_freed_memory()`` applied (as the pipeline applies it; the allocator
+setting is process-wide, so ``pipeline_speed.py`` run with ``GRM_KEEP_FREED_MEMORY=0`` / ``1`` in
+alternating processes measures it).
+
 4. the effect of ``data.reduced_decode`` on the crops, over ``--effect_pairs`` samples (the same
    sample indices, hence the same frames and draws, in both modes): the share of frames decoded at
    each 1/k, and over the image part of the crops (padding excluded) the mean absolute difference
@@ -44,7 +48,7 @@ import numpy as np  # noqa: E402
 
 from data_pipelines import pipeline  # noqa: E402
 from grm_jax.crop import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from grm_jax.datasets.decode import decode_image, decode_reduced  # noqa: E402
+from grm_jax.datasets.decode import decode_image, decode_reduced, keep_freed_memory  # noqa: E402
 from grm_jax.datasets.loaders import training_source  # noqa: E402
 from grm_jax.image_check import check_complete, check_pixels  # noqa: E402
 from grm_jax.run_config import RunConfig  # noqa: E402
@@ -268,6 +272,7 @@ def main(argv=None) -> dict:
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     run = RunConfig()
+    keep_freed_memory()  # as the pipeline does (PairMaker): every variant below runs with it
     frames = sorted(pathlib.Path(args.frames_from).glob("*.jpg"))[:args.decode_frames]
     load_before = os.getloadavg()
     out = {"frames_from": args.frames_from, "cpus": os.cpu_count(),

@@ -29,6 +29,7 @@ import numpy as np
 from data_pipelines.processing import PairProcessor, make_training_sample
 from data_pipelines.sampler import PairSampler
 from grm_jax.datasets import PACK_META, Source, require_dataset_root, training_source
+from grm_jax.datasets.decode import keep_freed_memory
 from grm_jax.datasets.registry import TRAIN, resolve
 from grm_jax.run_config import CropSpec, DataConfig, RunConfig
 
@@ -82,6 +83,7 @@ class PairMaker:
                    run.model.patch_size, reduced_decode=run.data.reduced_decode)
 
     def __call__(self, index) -> dict[str, np.ndarray]:
+        keep_freed_memory()  # once per (worker) process: frames reuse freed heap memory (no page faults)
         index = int(index)
         rng = np.random.default_rng([self.seed, index])
         sample = make_training_sample(self.sampler, self.processor, rng)

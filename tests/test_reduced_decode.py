@@ -133,3 +133,12 @@ def test_pair_frame_decodes_once_and_reuses_finer_decodes():
     assert np.array_equal(img4[..., 0], img4[..., 2]) and img4.shape == img2.shape
     with pytest.raises(ValueError, match="not both"):
         PairFrame(image=img2, loader=lambda k: None)
+
+
+def test_pair_maker_keeps_freed_memory_in_each_process(monkeypatch):
+    import data_pipelines.pipeline as pipeline_module
+
+    calls = []
+    monkeypatch.setattr(pipeline_module, "keep_freed_memory", lambda: calls.append(1) or True)
+    _samples(_JpegSource(_boxes(12, 30)), False, n=2)
+    assert len(calls) == 2
