@@ -31,11 +31,13 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["grm_jax", "grm_jax.*", "data_pipelines", "data_pipelines.*",
                                     "convert_weights", "convert_weights.*"]) + ["grm_jax.configs"],
+    # launch.py wires the three packages together (docs/PACKAGES.md); `grm-jax` runs its main().
+    py_modules=["launch"],
     # The top-level configs/ folder is installed as grm_jax.configs (bundled run configs).
     package_dir={"grm_jax.configs": "configs"},
     package_data={"grm_jax": ["datasets/tables/*.json", "datasets/splits/*.txt"]},
     install_requires=INSTALL_REQUIRES,
-    entry_points={"console_scripts": ["grm-jax=grm_jax.cli:main", "grm-jax-vot=grm_jax.vot:main"]},
+    entry_points={"console_scripts": ["grm-jax=launch:main", "grm-jax-vot=grm_jax.vot:main"]},
     extras_require={
         "cuda": ["jax[cuda12]"],
         "tpu": ["jax[tpu]"],

@@ -8,7 +8,9 @@ Changes (``before`` = the code this repository had before the change, kept here 
 * ``gelu``: exact GELU as torch writes it, x/2 (1 + erf(x/sqrt2)), instead of jax.nn.gelu's erfc form;
 * ``layout``: token-major (B,N,H,hd) q/k/v in the dense attention instead of head-major (B,H,N,hd)
   (no transpose of the projections, no merge transpose);
-* ``all``: both.
+* ``ynn_dot``: the train step compiled for XLA:CPU with only the matmuls in YNNPACK fusions
+  (``grm_jax.train.step.CPU_TRAIN_COMPILER_OPTIONS``) instead of XLA's default library fusions;
+* ``all``: gelu and layout.
 The variants are built by switching module attributes while the step is traced and compiled;
 both executables then run alternately on the same fixed device batch (state donated).
 Prints median ms (wall clock and CPU time of this process), pairs/s and after/before; ``--json`` writes the raw times and the load average.
@@ -33,11 +35,13 @@ import jax  # noqa: E402
 
 from benchmarks.roofline import MODELS, cpu_flags, forward_case, model_config, train_case  # noqa: E402
 from grm_jax.model import GRM, attention, division, init_variables, vit  # noqa: E402
+from grm_jax.train import step as step_lib  # noqa: E402
 
 OLD_GELU = functools.partial(jax.nn.gelu, approximate=False)
 CHANGES = {  # name: [(module, attribute, value before the change)]
     "gelu": [(division, "gelu", OLD_GELU), (vit, "gelu", OLD_GELU)],
     "layout": [(attention, "TOKEN_MAJOR", False)],
+    "ynn_dot": [(step_lib, "CPU_TRAIN_COMPILER_OPTIONS", {})],
 }
 CHANGES["all"] = [x for k in ("gelu", "layout") for x in CHANGES[k]]
 

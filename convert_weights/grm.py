@@ -8,7 +8,7 @@ import jax
 import numpy as np
 from flax import traverse_util
 
-from convert_weights.mapping import IGNORED_SUFFIXES, grm_entries, to_flax, to_torch
+from convert_weights.mapping import IGNORED_SUFFIXES, grm_entries, to_flax
 from convert_weights.torch_state import load_state_dict
 from grm_jax.errors import CheckpointError
 from grm_jax.model.config import DEFAULT_HEADS, ModelConfig
@@ -153,14 +153,6 @@ def state_dict_to_variables(state: dict[str, np.ndarray], config: ModelConfig,
         flat[("params", "backbone", f"pos_embed_{name}")] = state[f"backbone.pos_embed_{name}"].astype(np.float32)
     return traverse_util.unflatten_dict(flat)
 
-
-def variables_to_state_dict(variables: dict, config: ModelConfig) -> dict[str, np.ndarray]:
-    """Inverse mapping (for exporting back to the official layout and for tests)."""
-    flat = traverse_util.flatten_dict(variables)
-    state = {e.torch_key: to_torch(np.asarray(flat[(e.collection, *e.path)]), e.layout) for e in grm_entries(config)}
-    for name in ("z", "x"):
-        state[f"backbone.pos_embed_{name}"] = np.asarray(variables["params"]["backbone"][f"pos_embed_{name}"])
-    return state
 
 
 def convert_grm_checkpoint(path: str, num_heads: int | None = None, **overrides) -> tuple[ModelConfig, dict]:

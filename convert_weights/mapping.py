@@ -94,11 +94,3 @@ def flax_shape(shape: tuple, layout: str) -> tuple:
     if layout == "conv" and len(shape) == 4:
         return tuple(shape[i] for i in (2, 3, 1, 0))
     return shape
-
-
-def to_torch(array: np.ndarray, layout: str) -> np.ndarray:
-    if layout == "linear":
-        return np.ascontiguousarray(np.asarray(array).T)
-    if layout == "conv":
-        return np.ascontiguousarray(np.asarray(array).transpose(3, 2, 0, 1))
-    return np.asarray(array)

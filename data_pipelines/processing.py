@@ -37,7 +37,7 @@ from data_pipelines.sampler import PairSampler, PairSpec
 from grm_jax.datasets.source import CorruptImageError
 
 __all__ = [
-    "CropSpec", "PairProcessor", "apply_jitter", "jitter_box", "jitter_noise", "jittered_size", "jittered_center_crop",
+    "CropSpec", "PairProcessor", "apply_jitter", "jitter_noise", "jittered_size", "jittered_center_crop",
     "gaussian_radius", "heatmap_centers", "draw_gaussian", "generate_heatmap", "make_training_sample",
 ]
 
@@ -74,12 +74,6 @@ def apply_jitter(box_xywh: np.ndarray, noise, center_jitter: float, scale_jitter
     max_offset = np.sqrt(np.prod(size)) * np.float32(center_jitter)
     center = box[0:2] + np.float32(0.5) * box[2:4] + max_offset * (noise_c - np.float32(0.5))
     return np.concatenate([center - np.float32(0.5) * size, size]).astype(np.float32)
-
-
-def jitter_box(box_xywh: np.ndarray, center_jitter: float, scale_jitter: float,
-               rng: np.random.Generator) -> np.ndarray:
-    """Official ``_get_jittered_box`` in float32: size * exp(randn(2) * sj); centre + max_off * (rand(2) - .5)."""
-    return apply_jitter(box_xywh, jitter_noise(rng), center_jitter, scale_jitter)
 
 
 def jittered_center_crop(frames, box_extract, box_gt, factor: float, output_sz: int):

@@ -42,7 +42,6 @@ from grm_jax.io_utils import atomic_write_bytes, replaced_directory
 from grm_jax.model.config import ModelConfig
 from grm_jax.model.grm import GRM, abstract_variables
 from grm_jax.track_settings import ModelTrack
-from grm_jax.workdir_lock import TRAIN_LOCK
 
 CONFIG_FILE = "model_config.json"
 TRACK_FILE = "track_config.json"
@@ -54,7 +53,6 @@ MAX_MANIFEST_BYTES = 16 << 20  # ~170,000 lines; an orbax model directory has a 
 CHECKPOINTS_DIR = "checkpoints"
 CORRUPT_CHECKPOINTS_DIR = "corrupt_checkpoints"
 RUN_CONFIG_FILE = "config.json"
-LOCK_FILE = TRAIN_LOCK  # the training run lock (grm_jax.workdir_lock)
 TENSORBOARD_DIR = "tensorboard"
 ITEM_VARIABLES = VARIABLES_DIR
 ITEM_TRAIN_STATE = "train_state"
@@ -301,14 +299,6 @@ def resolve_variables_dir(path: str | os.PathLike) -> tuple[pathlib.Path, pathli
         return path, _latest_step_dir(path) / ITEM_VARIABLES
     raise MissingFileError(f"{path}: neither a model directory (variables/) nor a training "
                             f"workdir (checkpoints/)")
-
-
-def load_variables(path: str | os.PathLike, config: ModelConfig) -> dict:
-    """Restores {'params', 'batch_stats'} shaped for `config` from a model dir or workdir."""
-    config_dir, variables_dir = resolve_variables_dir(path)
-    if _is_model_dir(config_dir, variables_dir):
-        verify_weights(config_dir)
-    return _restore(variables_dir, config)
 
 
 def _restore(variables_dir: pathlib.Path, config: ModelConfig) -> dict:

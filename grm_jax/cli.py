@@ -1,6 +1,10 @@
 """The ``grm-jax`` command (also ``python launch.py``): parse the command line, build the typed
 run config once, and hand it to the mode's ``run_*`` function.
 
+Training also needs the data pipeline and the MAE reader, which live outside ``grm_jax``: the
+caller passes them as ``main(argv, train_parts)`` (:class:`grm_jax.train.parts.TrainParts`).
+``launch.py``, the program behind both ``python launch.py`` and the ``grm-jax`` command, does.
+
 User errors (:class:`grm_jax.errors.GrmError`, and missing files or bad values reported by
 libraries) print one line plus a hint and exit with status 2; ``--verbose`` shows the
 traceback and the libraries' INFO logs.
@@ -121,8 +125,9 @@ def quiet_logs(verbose: bool) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def run(args: argparse.Namespace, overrides: list[str]):
-    """Builds the typed config and runs the mode. Returns what the mode's function returns."""
+def run(args: argparse.Namespace, overrides: list[str], train_parts=None):
+    """Builds the typed config and runs the mode. Returns what the mode's function returns.
+    ``train_parts`` (:class:`grm_jax.train.parts.TrainParts`) is needed by --mode=train only."""
     from grm_jax.configuration import load_run_config  # noqa: PLC0415
 
     if args.threshold is not None:
@@ -135,7 +140,10 @@ def run(args: argparse.Namespace, overrides: list[str]):
     if args.mode == "train":
         from grm_jax.train.loop import run_train  # noqa: PLC0415
 
-        return run_train(run_config, args.workdir or str(pathlib.Path("runs") / run_config.name))
+        if train_parts is None:
+            raise GrmError("--mode=train needs the data pipeline and the MAE reader, which this entry "
+                           "point was not given", hint="train with `python launch.py ...` or `grm-jax ...`")
+        return run_train(run_config, args.workdir or str(pathlib.Path("runs") / run_config.name), train_parts)
     from grm_jax.evaluate import runner  # noqa: PLC0415
 
     if args.mode == "evaluate":
@@ -171,8 +179,9 @@ def _required(args: argparse.Namespace, name: str):
     return value
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console entry point; returns the exit status (0 ok, 2 user error)."""
+def main(argv: list[str] | None = None, train_parts=None) -> int:
+    """The command (``launch.main`` calls it with the real ``train_parts``); returns the exit
+    status (0 ok, 2 user error). Without ``train_parts`` every mode but train works."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
@@ -183,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet_logs(args.verbose)
     previous = raise_on_sigterm() if threading.current_thread() is threading.main_thread() else None
     try:
-        run(args, overrides)
+        run(args, overrides, train_parts)
     except Terminated:
         print(f"error: stopped by SIGTERM during --mode={args.mode}; the finished parts (result files, "
               "checkpoints) are kept and the same command resumes", file=sys.stderr)
@@ -197,7 +206,3 @@ def main(argv: list[str] | None = None) -> int:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

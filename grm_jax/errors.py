@@ -117,6 +117,3 @@ def report_error(err: BaseException, verbose: bool = False, prefix: str = "error
     if not verbose:
         print(f"  ({verbose_hint})", file=sys.stderr)
     return 2
-
-
-report_user_error = report_error  # the name the entry points used before

@@ -11,7 +11,7 @@ from convert_weights import convert_grm_checkpoint
 from grm_jax.errors import ConfigError
 from grm_jax.model import GRM
 from grm_jax.model import attention as attn_lib
-from grm_jax.track.batched import track_sequences
+from helpers import track_sequences
 from grm_jax.track.tracker import Tracker, step_function
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ import pytest
 from conftest import FIXTURES
 from convert_weights import convert_grm_checkpoint
 from grm_jax.model import GRM
-from grm_jax.track.batched import BatchedTracker, track_sequences
+from grm_jax.track.batched import BatchedTracker
+from helpers import track_sequences
 from grm_jax.track.tracker import Tracker
 
 

@@ -5,6 +5,7 @@ import pytest
 
 from grm_jax import datasets as BM
 from grm_jax.errors import ConfigError, DataError, MissingFileError
+from helpers import sequence_names
 
 
 def _touch_frames(folder, names):
@@ -235,4 +236,4 @@ def test_sample_val(tmp_path):
     assert all(s.cover is not None and len(s.cover) == len(s) == s.ground_truth.shape[0] for s in seqs)
     assert BM.DATASETS["sample_val"].scoring == "got10k"
     train = BM.training_source("sample_train", tmp_path / "sample")
-    assert train.name == "sample_train" and not set(train.sequence_names()) & {s.name for s in seqs}
+    assert train.name == "sample_train" and not set(sequence_names(train)) & {s.name for s in seqs}

@@ -95,7 +95,7 @@ def test_cli_refuses_payload_in_one_line(tmp_path):
 @pytest.mark.multiprocess
 def test_training_mae_init_refuses_payload(tmp_path):
     """launch.py --config.init.mae=EVIL on a (2-sequence) GOT-10k-layout root: refused before training."""
-    from data_pipelines.sources.sample import ensure_sample_dataset
+    from grm_jax.datasets.sample_generator import ensure_sample_dataset
 
     marker = tmp_path / "marker"
     state = collections.OrderedDict(load_state_dict(MAE_PTH, "model"))

@@ -9,8 +9,9 @@ import pytest
 
 from conftest import FIXTURES, timeout_s
 from convert_weights import (CheckpointError, convert_grm_checkpoint, convert_mae_checkpoint, infer_config,
-                             load_state_dict, state_dict_to_variables, variables_to_state_dict)
+                             load_state_dict, state_dict_to_variables)
 from grm_jax import load_model
+from helpers import variables_to_state_dict
 from grm_jax.configuration import load_run_config
 
 GRM_PTH = FIXTURES / "grm_tiny" / "GRM_ep0001.pth.tar"

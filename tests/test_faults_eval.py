@@ -5,7 +5,6 @@ import os
 import pathlib
 import subprocess
 import sys
-import time
 
 import cv2
 import numpy as np
@@ -21,6 +20,7 @@ from grm_jax.evaluate import runner
 from grm_jax.evaluate.results import write_results
 from grm_jax.io_utils import path_inside
 from grm_jax.workdir_lock import EVALUATE_LOCK
+from helpers import held_process, wait_for
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TIMEOUT = timeout_s(150)  # generous: a loaded 2-core machine; nothing here waits on a clock otherwise
@@ -215,17 +215,10 @@ def test_sigterm_during_evaluate_then_resume(tmp_path, bench, model_dir, config)
     cmd = [sys.executable, "-c", HELD_EVAL, "launch.py", "--config", "configs/grm_tiny_cpu.py", "--mode=evaluate",
            f"--checkpoint={model_dir}", f"--dataset=folder:{bench}", f"--workdir={cut}"]
     env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu", HOLD_FILE=str(hold), DONE_FILE=str(done))
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + TIMEOUT
-        while not done.exists():
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.05)
+    with held_process(cmd, cwd=REPO, env=env) as proc:
+        wait_for(proc, done.exists, TIMEOUT)
         proc.terminate()  # SIGTERM
         _, err = proc.communicate(timeout=TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 143, err[-3000:]
     assert err.strip().splitlines()[-1].startswith("error: stopped by SIGTERM during --mode=evaluate"), err[-3000:]
     assert "Traceback" not in err

@@ -5,9 +5,7 @@ hostile input itself."""
 import os
 import pathlib
 import struct
-import subprocess
 import sys
-import time
 import zlib
 
 import cv2
@@ -22,6 +20,8 @@ from grm_jax.cli import main
 from grm_jax.errors import DataError
 from grm_jax.image_check import MAX_IMAGE_PIXELS, image_size
 from grm_jax.track.frames import FrameSource, read_image
+from helpers import held_process, wait_for
+from launch import TRAIN_PARTS
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TIMEOUT = timeout_s(150)
@@ -187,7 +187,7 @@ def test_absurd_batch_size_refused_before_allocating(tmp_path, capfd):
 
     # the tiny model's crops (128 / 256 px): the bound alone is ~300 GiB, beyond any test machine
     code = main(["--config", "grm_tiny_cpu", "--workdir", str(tmp_path / "run"), *data_overrides(tmp_path / "sample"),
-                 "--config.train.batch_size=100000", "--config.train.max_steps=1"])
+                 "--config.train.batch_size=100000", "--config.train.max_steps=1"], train_parts=TRAIN_PARTS)
     err = capfd.readouterr().err
     assert code == 2, err
     assert "error: config.train.batch_size=100000: one training step needs at least" in err, err
@@ -221,18 +221,11 @@ def test_sigterm_during_track_leaves_nothing(tmp_path, model_dir):
     cmd = [sys.executable, "-c", HELD_TRACK, "launch.py", "--config", "configs/grm_tiny_cpu.py", "--mode=track",
            f"--checkpoint={model_dir}", f"--video={seq}", "--init_box=40,40,30,30", f"--workdir={out}"]
     env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu", HOLD_FILE=str(hold), DONE_FILE=str(done))
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + TIMEOUT
-        while not done.exists():
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.05)
+    with held_process(cmd, cwd=REPO, env=env) as proc:
+        wait_for(proc, done.exists, TIMEOUT)
         assert [p.name for p in out.iterdir()][0].startswith(".tracked.")  # the video is being written
         proc.terminate()
         _, err = proc.communicate(timeout=TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 143, err[-3000:]
     assert err.strip().splitlines()[-1].startswith("error: stopped by SIGTERM during --mode=track"), err[-3000:]
     assert "Traceback" not in err and "Broken pipe" not in err

@@ -2,7 +2,7 @@
 
 A small synthetic GOT-10k val tree (three sequences, different image sizes, cover-0 / absent
 frames, ground truth cut by the image border) is scored twice from the SAME box numbers:
-* ours: ``load_benchmark('got10k_val')`` + ``report.score_results`` on ``<seq>.txt`` files;
+* ours: ``load_benchmark('got10k_val')`` + ``score_results`` (tests/helpers.py) on ``<seq>.txt`` files;
 * toolkit: ``ExperimentGOT10k(...).report`` on ``GOT-10k/<tracker>/<seq>/<seq>_001.txt`` files
   produced from ours by ``write_got10k_submission``.
 AO, SR0.5, SR0.75, the 101-point success curve, the per-sequence AO / SR and the speed must agree.
@@ -27,8 +27,8 @@ import pytest
 from got10k.experiments import ExperimentGOT10k
 
 from grm_jax.datasets import load_benchmark
-from grm_jax.evaluate.report import score_results
 from grm_jax.evaluate.results import write_got10k_submission, write_results
+from helpers import score_results
 
 TRACKER = "ours"
 # name, frames, image width, image height

@@ -4,19 +4,17 @@ import jax
 import numpy as np
 import pytest
 
-from grm_jax.model.config import ModelConfig
 from grm_jax.model.grm import GRM
 from grm_jax.run_config import TrainConfig
 from grm_jax.train import optimizer as opt_lib
 from grm_jax.distributed import batch_mesh
 from grm_jax.train import state as state_lib
 from grm_jax.train import step as step_lib
+from models import MICRO
 from train_utils import synthetic_batch
 
 pytestmark = [pytest.mark.slow]
 
-MICRO = ModelConfig(embed_dim=64, depth=3, num_heads=2, head_channels=32, template_size=32, search_size=64,
-                    predictor_hidden=(32, 16), drop_path_rate=0.0, divide_layers=(1, 2))
 STEPS, BATCH, WINDOW = 400, 16, 30
 
 

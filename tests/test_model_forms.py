@@ -8,6 +8,7 @@ from conftest import FIXTURES
 from convert_weights import convert_grm_checkpoint
 from grm_jax.model import GRM, ModelConfig
 from grm_jax.model import attention as attn_lib
+from models import MICRO
 
 GRM_PTH = FIXTURES / "grm_tiny" / "GRM_ep0001.pth.tar"
 
@@ -137,12 +138,12 @@ def test_all_tokens_in_ES_block_template_from_search(impl):
 
 @pytest.mark.slow
 def test_two_stream_model_keeps_search_independent_of_template():
-    config = ModelConfig(embed_dim=64, depth=3, num_heads=2, head_channels=16, relation="two_stream",
-                         divide_layers=(0, 1, 2), attention="separate", template_size=64, search_size=128)
+    config = MICRO.replace(relation="two_stream", divide_layers=(0, 1, 2), attention="separate")
     model = GRM(config)
     variables = _eager_init(model)
-    search = jax.random.normal(jax.random.PRNGKey(1), (1, 128, 128, 3))
-    t1 = jax.random.normal(jax.random.PRNGKey(2), (1, 64, 64, 3))
+    t, s = config.template_size, config.search_size
+    search = jax.random.normal(jax.random.PRNGKey(1), (1, s, s, 3))
+    t1 = jax.random.normal(jax.random.PRNGKey(2), (1, t, t, 3))
     out1 = model.apply(variables, t1, search)
     out2 = model.apply(variables, t1 * -2.0 + 1.0, search)
     np.testing.assert_allclose(np.asarray(out1["score_map"]), np.asarray(out2["score_map"]), atol=1e-6)
@@ -170,15 +171,15 @@ ABLATIONS = [("grm", ()), ("grm", (0, 1, 2, 3)), ("grm", (2, 3)), ("grm", (1, 2,
 @pytest.mark.slow
 def test_every_ablation_form_trains_and_infers(relation, divide_layers):
     """Paper Table 4 (relation forms) x Table 5 (dividing layers: none, 1-12, 5-12, 2-12 analogues)."""
-    config = ModelConfig(embed_dim=32, depth=4, num_heads=2, head_channels=16, relation=relation,
-                         divide_layers=divide_layers, template_agg="mean" if relation == "ts" else "max",
-                         template_size=64, search_size=128)
+    config = MICRO.replace(depth=4, relation=relation, divide_layers=divide_layers,
+                           template_agg="mean" if relation == "ts" else "max")
     model = GRM(config)
     variables = _eager_init(model)
-    t = jax.random.normal(jax.random.PRNGKey(1), (2, 64, 64, 3))
-    s = jax.random.normal(jax.random.PRNGKey(2), (2, 128, 128, 3))
+    t = jax.random.normal(jax.random.PRNGKey(1), (2, config.template_size, config.template_size, 3))
+    s = jax.random.normal(jax.random.PRNGKey(2), (2, config.search_size, config.search_size, 3))
     out = model.apply(variables, t, s, 0.4)
-    assert out["score_map"].shape == (2, 8, 8, 1) and out["boxes"].shape == (2, 4)
+    side = config.search_size // config.patch_size
+    assert out["score_map"].shape == (2, side, side, 1) and out["boxes"].shape == (2, 4)
     assert len(out["decisions"]) == len(divide_layers)
     has_predictor = any("divide_predict" in variables["params"]["backbone"][f"blocks_{i}"]["attn"]
                         for i in range(4))

@@ -23,25 +23,26 @@ from grm_jax import load_model, save_model
 from grm_jax.configuration import load_run_config
 from grm_jax.errors import CheckpointError, ConfigError
 from grm_jax.evaluate import runner
-from grm_jax.model import GRM, ModelConfig, init_variables
+from grm_jax.model import GRM, init_variables
 from grm_jax.track.tracker import Tracker
 from grm_jax.track_settings import ModelTrack, resolve_for_checkpoint, resolve_threshold
+from models import MICRO
+from run_once import build_once
 
 TT = FIXTURES / "track_tiny"
-# GRM-L320's crop geometry (template 128, search 320) on a network small enough for a CPU test.
-L320_SHAPED = ModelConfig(embed_dim=32, depth=2, num_heads=2, head_channels=16, search_size=320,
-                          predictor_hidden=(16, 8), drop_path_rate=0.0)
+# GRM-L320's crop geometry (template 128, search 320) on the tests' micro network.
+L320_SHAPED = MICRO.replace(template_size=128, search_size=320)
 
 
-# one worker builds the module's model directory (l320_dir) for all its tests with --dist loadgroup (not applied under pytest 9 + xdist 3.8: README Tests)
-pytestmark = pytest.mark.xdist_group("model_track")
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def l320_dir(tmp_path_factory):
-    variables = init_variables(GRM(L320_SHAPED), jax.random.PRNGKey(0))
-    track = load_run_config("grm_l320").track
-    return save_model(tmp_path_factory.mktemp("m") / "l320_tiny", L320_SHAPED, variables, track)
+    """The saved GRM-L320-shaped model with grm_l320's track section: built once per test run (all
+    xdist workers share it; read-only, tests that change it copy it first)."""
+    def build(folder):
+        variables = init_variables(GRM(L320_SHAPED), jax.random.PRNGKey(0))
+        save_model(folder / "l320_tiny", L320_SHAPED, variables, load_run_config("grm_l320").track)
+
+    return build_once(tmp_path_factory, "l320_model", build) / "l320_tiny"
 
 
 @pytest.fixture(scope="module")

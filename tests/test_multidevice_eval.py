@@ -16,7 +16,7 @@ from grm_jax.evaluate.distribute import split_sequences
 from grm_jax.evaluate.runner import run_evaluate
 from grm_jax.model import GRM
 from grm_jax.run_config import EvalConfig, RunConfig
-from grm_jax.track.batched import track_sequences
+from helpers import track_sequences
 from train_utils import run_processes
 
 FRAMES = {"a": 7, "b": 3, "c": 5, "d": 4, "e": 6}  # sequence name -> frame count

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from grm_jax import checkpoint as ckpt_lib
+from grm_jax.workdir_lock import TRAIN_LOCK
 from train_utils import final_params, latest_step, run_ok, run_processes, subprocess_env, train_command
 
 pytestmark = [pytest.mark.slow, pytest.mark.multiprocess]
@@ -53,7 +54,7 @@ def test_two_processes_match_one_process(tmp_path):
     data_iter = ckpt_lib.step_dir(multi, STEPS) / ckpt_lib.ITEM_DATA_ITER
     assert {"process_0-of-2.json", "process_1-of-2.json"} <= {p.name for p in data_iter.iterdir()}
     # process 0 alone locked the workdir, and released it
-    assert "stale lock" not in text[0] + text[1] and not (multi / ckpt_lib.LOCK_FILE).exists()
+    assert "stale lock" not in text[0] + text[1] and not (multi / TRAIN_LOCK).exists()
 
     want, got = final_params(single), final_params(multi)
     assert want.keys() == got.keys()

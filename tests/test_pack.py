@@ -8,11 +8,12 @@ import pytest
 from data_pipelines.pack import main as pack_main
 from data_pipelines.pack import pack_source
 from data_pipelines.pipeline import PairMaker, make_train_iterator
-from data_pipelines.sources import ensure_sample_dataset
 from grm_jax.datasets import PackedSource, training_source
 from grm_jax.datasets.sample import SampleSource
+from grm_jax.datasets.sample_generator import ensure_sample_dataset
 from grm_jax.errors import ConfigError, DataError
 from grm_jax.run_config import CropSpec, DataConfig, RunConfig
+from helpers import sequence_names
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def test_packed_reader_identical(dirs):
     assert isinstance(packed, PackedSource)
     with pytest.raises(DataError, match="holds 'sample_train', but 'got10k_train_all' was requested"):
         training_source("got10k_train_all", out)
-    assert packed.sequence_names() == raw.sequence_names() and packed.is_video == raw.is_video
+    assert sequence_names(packed) == sequence_names(raw) and packed.is_video == raw.is_video
     for i in range(len(raw)):
         a, b = raw.sequence_info(i), packed.sequence_info(i)
         for k in ("boxes", "valid", "visible"):

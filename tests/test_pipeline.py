@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from data_pipelines.pipeline import make_train_iterator
-from data_pipelines.sources import ensure_sample_dataset
 from grm_jax.configuration import load_run_config
+from grm_jax.datasets.sample_generator import ensure_sample_dataset
 
 B = 2
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from data_pipelines.processing import CropSpec, PairProcessor, jitter_box, jittered_center_crop
+from data_pipelines.processing import CropSpec, PairProcessor, apply_jitter, jitter_noise, jittered_center_crop
 from grm_jax.crop import IMAGENET_MEAN as MEAN, IMAGENET_STD as STD
 
 
@@ -20,6 +20,11 @@ def test_jittered_center_crop_matches_official(tm, tag):
         np.testing.assert_array_equal(crops[k], tm[f"jcc_{tag}_crop_{k}"])
         np.testing.assert_array_equal(masks[k], tm[f"jcc_{tag}_att_mask_{k}"])
     np.testing.assert_allclose(boxes, tm[f"jcc_{tag}_box_in_crop_x1y1wh_norm"], atol=1e-5, rtol=0)
+
+
+def jitter_box(box, center_jitter, scale_jitter, rng):
+    """The official ``_get_jittered_box`` (float32): one draw of noise, then the jitter."""
+    return apply_jitter(box, jitter_noise(rng), center_jitter, scale_jitter)
 
 
 def test_jitter_box_statistics():

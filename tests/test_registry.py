@@ -5,6 +5,7 @@ import ast
 import os
 import pathlib
 
+import numpy as np
 import pytest
 
 from grm_jax import datasets as ds
@@ -26,6 +27,8 @@ def test_every_row_has_the_reader_its_use_needs():
             assert callable(spec.read) and spec.load is None and spec.table is None, spec.name
         else:
             assert spec.use == registry.EVAL and callable(spec.load) and spec.read is None, spec.name
+        assert spec.denominator in ("valid", "all", "lasot_protocol") and spec.scoring in (
+            "pytracking", "got10k", *registry.SERVER_SCORING), spec.name
     # every shipped sequence table belongs to exactly one row, and every row's table is shipped
     tables = [s.table for s in ds.DATASETS.values() if s.table is not None]
     assert sorted(tables) == sorted(os.listdir(files.TABLES_DIR))
@@ -109,3 +112,20 @@ def test_dataset_root_defaults():
     assert ds.dataset_root("sample_val", {}, default="/x") == "/x"
     assert ds.dataset_root("sample_val", {"sample": "/y"}, default="/x") == "/y"
     assert ds.dataset_root("lasot", {}) is None and ds.dataset_root("lasot", {"lasot": "/l"}) == "/l"
+
+
+@pytest.mark.parametrize("bench,protocol,want", [("avist", "grm", ("all", None)), ("lasot", "grm", ("valid", "grm")),
+                                                  ("lasot", "official", ("all", "official")),
+                                                  ("uav123", "official", ("valid", None))])
+def test_scoring_denominator_comes_from_the_row(tmp_path, bench, protocol, want):
+    """The success denominator of a benchmark is its row's ``denominator`` (AVisT every frame,
+    LaSOT as eval.lasot_protocol says, the others the valid frames)."""
+    from grm_jax.evaluate.report import score_tracker
+    from grm_jax.evaluate.results import write_results
+
+    gt = np.tile([10.0, 10.0, 20.0, 20.0], (4, 1))
+    seq = ds.Sequence("s", [str(tmp_path / f"{i}.jpg") for i in range(4)], gt, bench,
+                      visible=np.array([True, True, False, True]))
+    write_results(tmp_path, "s", gt)
+    metrics = score_tracker([seq], tmp_path, "t", lasot_protocol=protocol)
+    assert (metrics["denominator"], metrics["protocol"]) == want

@@ -8,6 +8,7 @@ import pytest
 from grm_jax.evaluate import report as RP
 from grm_jax.datasets import load_benchmark
 from grm_jax.evaluate.results import write_results
+from helpers import score_results
 
 
 def _fake_got_val(root, n_frames=6):
@@ -28,7 +29,7 @@ def test_score_results_got10k_val(tmp_path):
     gt = _fake_got_val(tmp_path / "data")
     seqs = load_benchmark("got10k_val", tmp_path / "data")
     write_results(tmp_path / "res", "GOT-10k_Val_000001", gt, times=np.full(len(gt), 0.04))
-    out = RP.score_results(seqs, tmp_path / "res", tmp_path / "out", "perfect")
+    out = score_results(seqs, tmp_path / "res", tmp_path / "out", "perfect")
     for name in ("metrics.json", "success_plot.png", "precision_plot.png", "norm_precision_plot.png",
                  "results.md", "results.csv"):
         assert (tmp_path / "out" / name).is_file(), name
@@ -57,12 +58,12 @@ def test_score_results_errors(tmp_path):
     seqs = load_benchmark("got10k_val", tmp_path / "data")
     (tmp_path / "res").mkdir()
     with pytest.raises(ValueError, match="missing result file for sequence 'GOT-10k_Val_000001'"):
-        RP.score_results(seqs, tmp_path / "res", tmp_path / "out", "t")
+        score_results(seqs, tmp_path / "res", tmp_path / "out", "t")
     with pytest.raises(ValueError, match="no result files"):
-        RP.score_results(seqs, tmp_path / "res", tmp_path / "out", "t", skip_missing=True)
+        score_results(seqs, tmp_path / "res", tmp_path / "out", "t", skip_missing=True)
     write_results(tmp_path / "res", "GOT-10k_Val_000001", gt[:-1])
     with pytest.raises(ValueError, match="GOT-10k_Val_000001"):
-        RP.score_results(seqs, tmp_path / "res", tmp_path / "out", "t")
+        score_results(seqs, tmp_path / "res", tmp_path / "out", "t")
 
 
 def test_plots_and_tables(tmp_path):
@@ -87,7 +88,7 @@ def test_score_results_real_sequences(tmp_path, real_sequences):
         pred = s.ground_truth.copy()
         pred[1:, 0] += 3.0
         write_results(tmp_path / "res", s.name, pred, fmt="float")
-    out = RP.score_results(seqs, tmp_path / "res", tmp_path / "out", "shifted")
+    out = score_results(seqs, tmp_path / "res", tmp_path / "out", "shifted")
     assert 0 < out["auc"] < 100 * 20 / 21 and out["precision"] == pytest.approx(100.0)
     assert "ao" not in out
     assert set(out["per_sequence"]) == {s.name for s in seqs}

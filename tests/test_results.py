@@ -79,7 +79,7 @@ def test_score_time_rejects_inf_and_mismatched_time_files(tmp_path):
     count differs from the box file (naming both counts)."""
     from grm_jax.datasets import Sequence
     from grm_jax.errors import DataError
-    from grm_jax.evaluate.report import score_results
+    from helpers import score_results
 
     seq = Sequence("s", ["a.jpg", "b.jpg"], np.array([[1, 2, 3, 4], [1, 2, 3, 4]], float), "folder")
     res = tmp_path / "res"

@@ -14,6 +14,8 @@ import pytest
 
 from conftest import timeout_s
 from grm_jax import checkpoint as ckpt_lib
+from grm_jax.workdir_lock import TRAIN_LOCK
+from helpers import held_process, wait_for
 from train_utils import REPO, final_params, latest_step, run_ok, subprocess_env, train_command
 
 STEPS, EVERY = 8, 4
@@ -81,12 +83,12 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path, uninterrupted):
         log.close()
     assert proc.returncode == -signal.SIGKILL
     assert latest_step(cut) == EVERY  # held before the step after the first checkpoint
-    assert (cut / ckpt_lib.LOCK_FILE).is_file()  # a killed run cannot remove its lock
+    assert (cut / TRAIN_LOCK).is_file()  # a killed run cannot remove its lock
 
     out = run_ok(train_command(cut, sample, *extra), env)
-    assert f"taking over the stale lock {cut / ckpt_lib.LOCK_FILE}: pid {proc.pid}" in out, out[-3000:]
+    assert f"taking over the stale lock {cut / TRAIN_LOCK}: pid {proc.pid}" in out, out[-3000:]
     assert f"resuming from {ckpt_lib.step_dir(cut, EVERY)}" in out, out[-3000:]
-    assert latest_step(cut) == STEPS and not (cut / ckpt_lib.LOCK_FILE).exists()
+    assert latest_step(cut) == STEPS and not (cut / TRAIN_LOCK).exists()
 
     want, got = final_params(full), final_params(cut)
     assert want.keys() == got.keys()
@@ -104,23 +106,15 @@ def test_sigterm_stops_cleanly_and_resumes(tmp_path, uninterrupted):
     env = subprocess_env()
     cut, hold = tmp_path / "cut", tmp_path / "hold"
     hold.touch()
-    proc = subprocess.Popen([sys.executable, "-c", HELD] + train_command(cut, sample, *EXTRA)[1:],
-                            env={**env, "HOLD_FILE": str(hold)}, cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + timeout_s(600)
-        while latest_step(cut) is None:
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.05)
+    with held_process([sys.executable, "-c", HELD] + train_command(cut, sample, *EXTRA)[1:],
+                      env={**env, "HOLD_FILE": str(hold)}, cwd=REPO) as proc:
+        wait_for(proc, lambda: latest_step(cut) is not None, timeout_s(600))
         proc.terminate()
         out, err = proc.communicate(timeout=timeout_s(600))
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 143, (out + err)[-4000:]
     assert err.strip().splitlines()[-1].startswith("error: stopped by SIGTERM during --mode=train"), err[-3000:]
     assert "Traceback" not in err
-    assert latest_step(cut) == EVERY and not (cut / ckpt_lib.LOCK_FILE).exists()
+    assert latest_step(cut) == EVERY and not (cut / TRAIN_LOCK).exists()
     assert not [p for p in cut.rglob("*") if "tmp" in p.name.lower()]
     out = run_ok(train_command(cut, sample, *EXTRA), env)
     assert "stale lock" not in out and f"resuming from {ckpt_lib.step_dir(cut, EVERY)}" in out, out[-3000:]
@@ -155,21 +149,13 @@ def test_disk_full_during_checkpoint(tmp_path, uninterrupted, monkeypatch):
             assert not list((cut / "checkpoints").iterdir())
             return
         hold.touch()
-        proc = subprocess.Popen([sys.executable, "-c", HELD] + train_command(cut, sample, *EXTRA)[1:],
-                                env={**env, "HOLD_FILE": str(hold)}, cwd=REPO, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-        try:
-            deadline = time.monotonic() + timeout_s(600)
-            while latest_step(cut) is None:
-                assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-                time.sleep(0.05)
+        with held_process([sys.executable, "-c", HELD] + train_command(cut, sample, *EXTRA)[1:],
+                          env={**env, "HOLD_FILE": str(hold)}, cwd=REPO) as proc:
+            wait_for(proc, lambda: latest_step(cut) is not None, timeout_s(600))
             time.sleep(1.0)  # let the step-EVERY save finish (it is complete once listed; this is margin)
             disk.fill()
             hold.unlink()
             out, err = proc.communicate(timeout=timeout_s(600))
-        finally:
-            if proc.poll() is None:
-                proc.kill()
         assert proc.returncode == 2, (out + err)[-4000:]
         lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
         assert lines and lines[0].startswith(f"error: {cut / 'checkpoints'}: no space left on the device"), err[-3000:]

@@ -8,9 +8,10 @@ import re
 import numpy as np
 import pytest
 
-from data_pipelines.sources import sample as gen
 from grm_jax.configuration import load_run_config
+from grm_jax.datasets import sample_generator as gen
 from grm_jax.train import loop, sample_run
+from launch import TRAIN_PARTS
 from train_utils import MICRO_OVERRIDES
 
 # CI size: the tests' micro model and a small dataset instead of the sample config's (that config is
@@ -101,7 +102,7 @@ def test_end_to_end_table(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sample_run, "SAMPLE_VAL_SEQUENCES", 2)
     run = load_run_config("grm_got", ["train.max_steps=2", "train.batch_size=8", f"data.roots.sample={tmp_path / 'data'}",
                                       *MICRO])
-    out = loop.run_train(run, tmp_path / "run")
+    out = loop.run_train(run, tmp_path / "run", TRAIN_PARTS)
     assert out["step"] == 2
     printed = capsys.readouterr().out
     assert "SHORT DEMONSTRATION RUN" in printed and "REDUCED" in printed

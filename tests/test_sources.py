@@ -7,7 +7,6 @@ import cv2
 import numpy as np
 import pytest
 
-from data_pipelines.sources import ensure_sample_dataset
 from grm_jax import datasets
 from grm_jax.annotations import MissingAnnotationError
 from grm_jax.datasets import CorruptImageError, files, training_source
@@ -15,8 +14,10 @@ from grm_jax.datasets.coco import CocoSource
 from grm_jax.datasets.got10k import Got10kSource
 from grm_jax.datasets.lasot import LasotSource
 from grm_jax.datasets.sample import SampleSource
+from grm_jax.datasets.sample_generator import ensure_sample_dataset
 from grm_jax.datasets.trackingnet import TrackingNetSource
 from grm_jax.errors import ConfigError, DataError, MissingFileError
+from helpers import sequence_names
 
 
 def _jpg(path, seed=0, hw=(24, 32)):
@@ -89,7 +90,7 @@ def _got10k_tree(root, names, n=6):
 def test_got10k_visibility_and_frames(tmp_path):
     root = _got10k_tree(tmp_path / "got", ["GOT-10k_Train_000002", "GOT-10k_Train_000001"])
     src = Got10kSource(str(root), split="all")
-    assert src.sequence_names() == ["GOT-10k_Train_000002", "GOT-10k_Train_000001"]  # list.txt order
+    assert sequence_names(src) == ["GOT-10k_Train_000002", "GOT-10k_Train_000001"]  # list.txt order
     info = src.sequence_info(0)
     # frame 1: absent; frame 2: cover 0; frame 4: w = 0; frames 0, 3, 5 visible
     np.testing.assert_array_equal(info.visible, [1, 0, 0, 1, 0, 1])
@@ -97,7 +98,7 @@ def test_got10k_visibility_and_frames(tmp_path):
     np.testing.assert_allclose(info.boxes[2], [12, 14, 20, 15])
     assert src.frame_path(0, 0).endswith(os.path.join("GOT-10k_Train_000002", "00000001.jpg"))
     assert src.load_frame(1, 5).shape == (24, 32, 3)
-    assert training_source("got10k_train_all", str(root)).sequence_names() == src.sequence_names()
+    assert sequence_names(training_source("got10k_train_all", str(root))) == sequence_names(src)
     assert training_source("got10k_train_all", str(root)).name == "got10k_train_all"
 
 
@@ -108,8 +109,8 @@ def test_got10k_split_files(tmp_path, monkeypatch):
     _write(splits / "got10k_train_split.txt", "2\n0\n3\n1\n")
     _write(splits / "got10k_vot_train_split.txt", "3\n1\n")
     monkeypatch.setattr(files, "SPLITS_DIR", str(splits))
-    assert Got10kSource(str(root), "train_full").sequence_names() == [names[2], names[0], names[3], names[1]]
-    assert Got10kSource(str(root), "vot_train").sequence_names() == [names[3], names[1]]
+    assert sequence_names(Got10kSource(str(root), "train_full")) == [names[2], names[0], names[3], names[1]]
+    assert sequence_names(Got10kSource(str(root), "vot_train")) == [names[3], names[1]]
     _write(splits / "got10k_vot_train_split.txt", "7\n")
     with pytest.raises(ValueError, match="got10k_vot_train_split.txt"):
         Got10kSource(str(root), "vot_train")
@@ -184,7 +185,7 @@ def test_trackingnet(tmp_path):
     _jpg(root / "TRAIN_0" / "frames" / "a_seq" / "30.jpg")
     src = TrackingNetSource(str(root))
     assert src.chunks == [0, 2]
-    assert src.sequence_names() == ["a_seq", "b_seq", "c_seq"]
+    assert sequence_names(src) == ["a_seq", "b_seq", "c_seq"]
     info = src.sequence_info(0)
     assert info.num_frames == n
     # annotated frames 0, 30, 60 and the last (64); 60 has w = 0
@@ -216,7 +217,7 @@ def test_coco(tmp_path):
     _write(root / "annotations" / "instances_train2017.json", json.dumps(ann))
     src = CocoSource(str(root))
     assert not src.is_video
-    assert src.sequence_names() == ["11", "13", "14"]  # crowd dropped, json order
+    assert sequence_names(src) == ["11", "13", "14"]  # crowd dropped, json order
     vis = [bool(src.sequence_info(i).visible[0]) for i in range(3)]
     assert vis == [True, False, True]  # the reader's flag: w and h must both exceed 50
     # ... which the official sampler ignores for image datasets: the 50 px object is trained on too

@@ -42,16 +42,15 @@ def test_speed_smoke(tmp_path, capsys, real_sequences):
 
 @pytest.mark.slow
 def test_train_column():
-    """The training column's measurement, on a micro model (the tiny model's train step takes
-    minutes to compile on 2 cores)."""
+    """The training column's measurement, on the tests' micro model (the tiny model's train step
+    takes minutes to compile on 2 cores)."""
     import jax.numpy as jnp
 
-    from grm_jax.model import GRM, ModelConfig
+    from grm_jax.model import GRM
+    from models import MICRO
 
     speed = _speed_module()
-    micro = ModelConfig(embed_dim=64, depth=2, num_heads=2, head_channels=16, divide_layers=(1,),
-                        template_size=32, search_size=64)
-    pairs_s, compile_s = speed.train_pairs_per_s(GRM(micro), jnp.float32, batch=2, steps=1)
+    pairs_s, compile_s = speed.train_pairs_per_s(GRM(MICRO), jnp.float32, batch=2, steps=1)
     assert pairs_s > 0 and compile_s > 0
 
 

@@ -159,7 +159,7 @@ def test_no_recompile_across_frames_sizes_thresholds(tiny_model, video):
 
 
 def test_video_file_roundtrip(tmp_path, video):
-    from grm_jax.track.frames import frame_count, video_fps
+    from grm_jax.track.frames import FrameSource
     from grm_jax.track.video import VideoWriter
 
     path = tmp_path / "clip.mp4"
@@ -168,7 +168,8 @@ def test_video_file_roundtrip(tmp_path, video):
             w.write(f)
     frames = list(iter_frames(path))
     assert len(frames) == 5 and frames[0].shape == (240, 320, 3) and frames[0].dtype == np.uint8
-    assert frame_count(path) == 5 and video_fps(path) == pytest.approx(12)
+    with FrameSource(path) as src:
+        assert src.expected == 5 and src.fps == pytest.approx(12)
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00" * 100)
     with pytest.raises(FrameError, match="broken.mp4"):

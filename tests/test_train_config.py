@@ -5,13 +5,14 @@ import pytest
 from grm_jax.configuration import load_run_config
 from grm_jax.errors import ConfigError, MissingFileError
 from grm_jax.train import loop
+from launch import TRAIN_PARTS
 
 
 def test_missing_dataset_root_is_named(tmp_path):
     missing = tmp_path / "no_such" / "GOT10k"
     run = load_run_config("grm_got", [f"data.roots.got10k={missing}"])
     with pytest.raises(MissingFileError, match=r"config\.data\.roots\.got10k=.*no_such/GOT10k.*no such directory"):
-        loop.run_train(run, tmp_path / "w")
+        loop.run_train(run, tmp_path / "w", TRAIN_PARTS)
     assert not (tmp_path / "w").exists()
 
 

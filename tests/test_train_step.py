@@ -5,17 +5,15 @@ import numpy as np
 import optax
 import pytest
 
-from grm_jax.model.config import ModelConfig
 from grm_jax.model.grm import GRM
 from grm_jax.run_config import TrainConfig
 from grm_jax.train import optimizer as opt_lib
 from grm_jax.distributed import batch_mesh
 from grm_jax.train import state as state_lib
 from grm_jax.train import step as step_lib
+from models import MICRO
 from train_utils import synthetic_batch
 
-MICRO = ModelConfig(embed_dim=64, depth=3, num_heads=2, head_channels=16, template_size=32, search_size=64,
-                    predictor_hidden=(32, 16), drop_path_rate=0.1, divide_layers=(1, 2))
 BATCH = 8
 
 
@@ -113,3 +111,21 @@ def test_sharded_gradients_equal_single_device(setup, monkeypatch):
         # relative to the leaf's own gradient scale, floor at 1e-6 of the largest gradient
         tol = 1e-4 * np.abs(g_ref).max() + 1e-6 * gmax
         np.testing.assert_allclose(g_out, g_ref, rtol=0, atol=tol, err_msg=k)
+
+
+def test_cpu_train_step_hands_only_matmuls_to_ynnpack(setup):
+    """On CPU the step is compiled with step.CPU_TRAIN_COMPILER_OPTIONS: every YNNPACK library
+    fusion of the executable holds a matmul (dot or convolution); elementwise and reduction fusions
+    stay with XLA's loop emitter (the faster split for training, see benchmarks/RESULTS.md)."""
+    import re
+
+    model, tx, lr_fn, host_state, batch = setup
+    mesh = batch_mesh(jax.devices()[:1])
+    shardings = state_lib.state_shardings(host_state, mesh, False)
+    fn = step_lib.make_train_step(model, tx, lr_fn, mesh=mesh, state_sharding=shardings, donate=False)
+    text = fn.lower(jax.device_put(host_state, shardings), step_lib.put_batch(batch, mesh)).compile().as_text()
+    library = re.findall(r"fusion\([^\n]*calls=(%[\w.\-]+)[^\n]*__ynn_fusion", text)
+    bodies = {m.group(1): m.group(2) for m in re.finditer(r"\n(%[\w.\-]+) [^\n]*\{\n(.*?)\n\}", text, re.S)}
+    assert library, "no YNNPACK fusion at all: the matmuls lost their library kernel"
+    without_matmul = [c for c in library if " dot(" not in bodies[c] and "convolution(" not in bodies[c]]
+    assert not without_matmul, without_matmul[:5]

@@ -16,10 +16,12 @@ from grm_jax.errors import CheckpointError, TrainingError, WorkdirError
 from grm_jax.train import loop
 from grm_jax.train import step as step_lib
 from grm_jax.train.workdir import WorkdirLock
+from grm_jax.workdir_lock import TRAIN_LOCK
+from launch import TRAIN_PARTS
+from run_once import build_once
 from train_utils import MICRO_OVERRIDES, data_overrides, latest_step
 
-# one worker builds the module's trained workdir (the fixture below) and runs all its tests with --dist loadgroup (not applied under pytest 9 + xdist 3.8: README Tests)
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("train_workdir")]
+pytestmark = [pytest.mark.slow]
 
 EVERY = 2
 
@@ -32,15 +34,19 @@ def _run(sample_dir, *overrides):
         "train.log_every_steps=2", *overrides])
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A workdir trained to step 4 (checkpoints 2 and 4) and the sample data folder."""
-    base = tmp_path_factory.mktemp("train_workdir")
-    out = loop.run_train(_run(base / "sample", "train.max_steps=4"), base / "run")
+def _train(base):
+    out = loop.run_train(_run(base / "sample", "train.max_steps=4"), base / "run", TRAIN_PARTS)
     assert out["step"] == 4 and out["checkpoint"] == str(ckpt_lib.step_dir(base / "run", 4))
     assert ckpt_lib.checkpoint_steps(base / "run") == [2, 4]
-    assert not (base / "run" / ckpt_lib.LOCK_FILE).exists()  # released
+    assert not (base / "run" / TRAIN_LOCK).exists()  # released
     assert (base / "run" / ckpt_lib.RUN_CONFIG_FILE).is_file() and (base / "run" / ckpt_lib.TENSORBOARD_DIR).is_dir()
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A workdir trained to step 4 (checkpoints 2 and 4) and the sample data folder: trained once
+    per test run (all xdist workers share it; tests copy the workdir before training on)."""
+    base = build_once(tmp_path_factory, "train_workdir", _train)
     return base / "run", base / "sample"
 
 
@@ -60,7 +66,7 @@ def _corrupt(workdir, step, item=ckpt_lib.ITEM_VARIABLES):
 def test_corrupt_newest_checkpoint_falls_back(trained, tmp_path, capsys):
     workdir, sample = _copy(trained, tmp_path)
     _corrupt(workdir, 4)
-    out = loop.run_train(_run(sample, "train.max_steps=6"), workdir)
+    out = loop.run_train(_run(sample, "train.max_steps=6"), workdir, TRAIN_PARTS)
     text = capsys.readouterr().out
     lines = [ln for ln in text.splitlines() if "checkpoint step 4, item 'variables'" in ln]
     assert len(lines) == 1 and lines[0].startswith("skipping ") and "tensorstore_spec" not in lines[0], text
@@ -75,8 +81,8 @@ def test_no_restorable_checkpoint_is_one_error(trained, tmp_path):
     _corrupt(workdir, 4)
     _corrupt(workdir, 2, ckpt_lib.ITEM_TRAIN_STATE)
     with pytest.raises(CheckpointError, match=r"none of the checkpoints .* can be restored \(steps 4, 2"):
-        loop.run_train(_run(sample, "train.max_steps=6"), workdir)
-    assert not (workdir / ckpt_lib.LOCK_FILE).exists()
+        loop.run_train(_run(sample, "train.max_steps=6"), workdir, TRAIN_PARTS)
+    assert not (workdir / TRAIN_LOCK).exists()
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(trained, tmp_path, monkeypatch, capsys):
@@ -95,14 +101,14 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(trained, tmp_path,
     monkeypatch.setattr(step_lib, "make_train_step", make_train_step)
     with pytest.raises(TrainingError, match=r"the loss is nan .* at step 7; the last good checkpoint is "
                                             + str(ckpt_lib.step_dir(workdir, 6))):
-        loop.run_train(_run(sample, "train.max_steps=10"), workdir)
+        loop.run_train(_run(sample, "train.max_steps=10"), workdir, TRAIN_PARTS)
     assert latest_step(workdir) == 6
-    assert not (workdir / ckpt_lib.LOCK_FILE).exists()
+    assert not (workdir / TRAIN_LOCK).exists()
 
 
 def test_finished_run_claims_nothing_new(trained, tmp_path, capsys):
     workdir, sample = _copy(trained, tmp_path)
-    out = loop.run_train(_run(sample, "train.max_steps=3"), workdir)
+    out = loop.run_train(_run(sample, "train.max_steps=3"), workdir, TRAIN_PARTS)
     text = capsys.readouterr().out
     assert "nothing to train" in text and "training finished" not in text and "compiling" not in text
     assert out["step"] == 4 and ckpt_lib.checkpoint_steps(workdir) == [2, 4]
@@ -112,10 +118,10 @@ def test_second_run_is_refused(trained, tmp_path):
     workdir, sample = _copy(trained, tmp_path)
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        (workdir / ckpt_lib.LOCK_FILE).write_text(
+        (workdir / TRAIN_LOCK).write_text(
             f'{{"host": "{socket.gethostname()}", "pid": {holder.pid}, "started": "now"}}\n')
         with pytest.raises(WorkdirError, match=rf"in use by another training run: pid {holder.pid} on host"):
-            loop.run_train(_run(sample, "train.max_steps=6"), workdir)
+            loop.run_train(_run(sample, "train.max_steps=6"), workdir, TRAIN_PARTS)
         assert latest_step(workdir) == 4
     finally:
         holder.kill()
@@ -130,7 +136,7 @@ def _dead_pid():
 
 def test_lock_stale_and_foreign(tmp_path):
     said = []
-    lock_file = tmp_path / ckpt_lib.LOCK_FILE
+    lock_file = tmp_path / TRAIN_LOCK
     lock_file.write_text(f'{{"host": "{socket.gethostname()}", "pid": {_dead_pid()}}}')
     with WorkdirLock.acquire(tmp_path, said.append) as lock:
         assert lock.holder["pid"] == os.getpid() and "no longer running" in said[0]

@@ -15,8 +15,8 @@ import pytest
 
 from conftest import FIXTURES, timeout_s
 from convert_weights import convert_grm_checkpoint
-from data_pipelines.sources.sample import ensure_sample_dataset
 from grm_jax import load_model, save_model
+from grm_jax.datasets.sample_generator import ensure_sample_dataset
 from grm_jax.errors import ConfigError
 from grm_jax.track.frames import read_image
 from grm_jax.track.tracker import Tracker

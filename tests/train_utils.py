@@ -10,22 +10,19 @@ import jax
 import numpy as np
 
 from conftest import timeout_s
+from models import micro_overrides
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
-# Micro model (dim 64, depth 3, template 32 / search 64) on top of configs/grm_tiny_cpu.py.
-MICRO_OVERRIDES = [
-    "--config.model.embed_dim=64", "--config.model.depth=3", "--config.model.num_heads=2",
-    "--config.model.divide_layers=1-2", "--config.model.head_channels=16", "--config.model.drop_path_rate=0.1",
-    "--config.model.template_size=32", "--config.model.search_size=64",
-]
+# The tests' micro model (tests/models.py) as launch.py values, on top of configs/grm_tiny_cpu.py.
+MICRO_OVERRIDES = micro_overrides()
 
 
 def data_overrides(sample_dir):
     """Train on generated sequences at ``sample_dir`` (made if missing) read as a GOT-10k-layout
     dataset: a configured dataset, so the run is exactly as configured (not the announced sample run
     that training does with no dataset configured)."""
-    from data_pipelines.sources.sample import ensure_sample_dataset
+    from grm_jax.datasets.sample_generator import ensure_sample_dataset
 
     root = ensure_sample_dataset(sample_dir)
     return ["--config.data.datasets=got10k_train_all", "--config.data.ratios=[1.0]",
@@ -68,9 +65,9 @@ def run_ok(cmd, env, timeout=300):
 def final_params(workdir):
     """{path: array} of the latest checkpoint's params in ``workdir`` (what load_model reads),
     restored onto one local device whatever topology saved it."""
-    from grm_jax.checkpoint import load_variables, read_model_config
+    from grm_jax.checkpoint import load_model
 
-    variables = load_variables(workdir, read_model_config(workdir))
+    variables = load_model(workdir)[1]
     return {jax.tree_util.keystr(p): np.asarray(v)
             for p, v in jax.tree_util.tree_flatten_with_path(variables["params"])[0]}
 

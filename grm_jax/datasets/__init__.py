@@ -8,10 +8,11 @@ Entry points (names are the registry's, see :mod:`grm_jax.datasets.registry`):
     dataset_root(name, config.data.roots) -> folder or None          the one dataset-root function
     require_dataset_root(name, config.data.roots) -> folder          ... or the one unset-root error
 
-One module per layout: got10k (also the generated sample data, :mod:`.sample`), lasot,
-trackingnet, coco, table_layouts (uav123, nfs, otb100), avist, folder (tnl2k and plain
-folders), packed (ArrayRecord packs). Missing files raise ``grm_jax.errors.MissingFileError``,
-malformed ones ``grm_jax.errors.DataError``, naming the file (and line).
+One module per layout: got10k (also the generated sample data, :mod:`.sample`; its generator is
+:mod:`.sample_generator`), lasot, trackingnet, coco, table_layouts (uav123, nfs, otb100), avist,
+folder (tnl2k and plain folders), packed (ArrayRecord packs). Missing files raise
+``grm_jax.errors.MissingFileError``, malformed ones ``grm_jax.errors.DataError``, naming the file
+(and line).
 """
 from grm_jax.datasets.loaders import (benchmark_sequence_names, dataset_root, load_benchmark, load_present,
                                       require_dataset_root, training_source)

@@ -2,7 +2,7 @@
 folder it reads, training set or benchmark, official division threshold, scoring convention,
 shipped sequence table) and the function that reads it. Training, evaluation, scoring and packing
 all resolve names here, so a name means exactly one thing everywhere; no other module keeps a
-table keyed by dataset names (tests/test_sources.py checks).
+table keyed by dataset names (tests/test_registry.py checks).
 
 Root folders are set per download, not per name: ``--config.data.roots.<root>=PATH`` where
 ``<root>`` is one of :data:`ROOT_KEYS` (e.g. ``got10k`` serves got10k_train_full,
@@ -29,9 +29,10 @@ from grm_jax.datasets.table_layouts import load_table_benchmark
 from grm_jax.datasets.trackingnet import TrackingNetSource, load_trackingnet
 from grm_jax.errors import ConfigError
 
-__all__ = ["DatasetSpec", "DATASETS", "ROOT_KEYS", "resolve", "names", "official_threshold"]
+__all__ = ["DatasetSpec", "DATASETS", "ROOT_KEYS", "SERVER_SCORING", "resolve", "names", "official_threshold"]
 
 TRAIN, EVAL = "train", "eval"
+SERVER_SCORING = ("got10k_server", "trackingnet_server")
 
 TrainingReader = Callable[[str], Source]  # reader(root) -> Source
 BenchmarkLoader = Callable[[str, Iterable[str] | None], list[Sequence]]  # loader(root, sequences)
@@ -42,8 +43,12 @@ class DatasetSpec:
     """name: canonical name; root: the ``data.roots`` field holding its folder; use: 'train'
     (pair sampling) or 'eval' (benchmark sequences); about: one line for help texts;
     threshold: official division threshold (eval only); aliases: other accepted spellings;
-    scoring (eval only): 'pytracking' (success / precision), 'got10k' (those plus AO / SR) or
-    'server' (ground truth not public: results are submitted to the benchmark's server);
+    scoring (eval only): 'pytracking' (success / precision), 'got10k' (those plus AO / SR), or
+    :data:`SERVER_SCORING` 'got10k_server' / 'trackingnet_server' (ground truth not public: the
+    results are zipped in that server's submission format);
+    denominator (eval only): the frames a sequence's success / precision rates are divided by,
+    'valid' (frames with a known, visible target: GRM's and OSTrack's analysis), 'all' (every
+    frame) or 'lasot_protocol' (the run's ``eval.lasot_protocol`` decides);
     read (train only): ``read(root) -> Source``, the training reader;
     load (eval only): ``load(root, sequences=None) -> list[Sequence]``, the benchmark loader;
     table (eval only): the shipped table (``tables/<file>``) listing the benchmark's sequences,
@@ -56,6 +61,7 @@ class DatasetSpec:
     threshold: float = 0.0
     aliases: tuple[str, ...] = ()
     scoring: str = "pytracking"
+    denominator: str = "valid"
     read: TrainingReader | None = dataclasses.field(default=None, compare=False, repr=False)
     load: BenchmarkLoader | None = dataclasses.field(default=None, compare=False, repr=False)
     table: str | None = None
@@ -95,15 +101,15 @@ _SPECS = (
     # benchmarks
     DatasetSpec("got10k_val", "got10k", EVAL, "GOT-10k validation (180 sequences)", scoring="got10k",
                 load=_got10k("val")),
-    DatasetSpec("got10k_test", "got10k", EVAL, "GOT-10k test (server-scored)", scoring="server",
+    DatasetSpec("got10k_test", "got10k", EVAL, "GOT-10k test (server-scored)", scoring="got10k_server",
                 load=_got10k("test")),
     DatasetSpec("lasot", "lasot", EVAL, "LaSOT test (280 sequences)", 0.4, aliases=("lasot_test",),
-                load=lasot.load_lasot, table=lasot.TEST_TABLE),
+                denominator="lasot_protocol", load=lasot.load_lasot, table=lasot.TEST_TABLE),
     DatasetSpec("trackingnet", "trackingnet", EVAL, "TrackingNet test (server-scored)",
-                aliases=("trackingnet_test",), scoring="server", load=load_trackingnet),
+                aliases=("trackingnet_test",), scoring="trackingnet_server", load=load_trackingnet),
     _table_layout("uav123", "UAV123", 0.55, aliases=("uav",)),
     _table_layout("nfs", "Need for Speed, 30 fps", 0.6, aliases=("nfs30",)),
-    DatasetSpec("avist", "avist", EVAL, "AVisT", 0.4, load=avist.load_avist, table=avist.TABLE),
+    DatasetSpec("avist", "avist", EVAL, "AVisT", 0.4, denominator="all", load=avist.load_avist, table=avist.TABLE),
     _table_layout("otb100", "OTB-100"),
     DatasetSpec("tnl2k", "tnl2k", EVAL, "TNL2K test", load=load_tnl2k),
     DatasetSpec("folder", "folder", EVAL, "any folder of <seq>/ frames + groundtruth.txt", load=load_folder),

@@ -1,6 +1,6 @@
 """The generated sample dataset: GOT-10k layout (``train/`` and ``val/`` with list.txt,
 groundtruth.txt, absence.label and cover.label per sequence), written on first use into its
-cache folder by ``data_pipelines.sources.sample.ensure_sample_dataset`` (the generator).
+cache folder by :func:`grm_jax.datasets.sample_generator.ensure_sample_dataset`.
 
 Names: ``sample_train`` is every sequence of ``train/list.txt`` (GOT-10k visibility rules);
 ``sample_val`` is the ``val/`` split, evaluated like GOT-10k validation (AO / SR). The cache
@@ -12,6 +12,7 @@ import os
 from typing import Iterable
 
 from grm_jax.datasets.got10k import Got10kSource, load_got10k
+from grm_jax.datasets.sample_generator import ensure_sample_dataset
 from grm_jax.datasets.sequence import Sequence
 
 __all__ = ["DEFAULT_SAMPLE_ROOT", "SampleSource", "load_sample_val", "ensure_sample"]
@@ -22,8 +23,6 @@ DEFAULT_SAMPLE_ROOT = os.path.join(os.path.expanduser("~"), ".cache", "grm_jax",
 def ensure_sample(root=None, seed: int | None = None) -> str:
     """Generate the sample dataset into ``root`` (default :data:`DEFAULT_SAMPLE_ROOT`) unless it is
     already there; returns the folder."""
-    from data_pipelines.sources.sample import ensure_sample_dataset  # noqa: PLC0415  (the generator)
-
     root = DEFAULT_SAMPLE_ROOT if root is None else root
     return ensure_sample_dataset(root) if seed is None else ensure_sample_dataset(root, seed=seed)
 

@@ -103,9 +103,6 @@ class Source:
     def sequence_name(self, i: int) -> str:
         return self._sequence_names()[i]
 
-    def sequence_names(self) -> list[str]:
-        return list(self._sequence_names())
-
     def sequence_info(self, i: int) -> SequenceInfo:
         i = int(i)
         if not 0 <= i < self.num_sequences:

@@ -18,7 +18,6 @@ tracker or of several compared trackers to ``out_dir``:
   ``per_sequence_<tracker>.csv``: per-sequence scores;
 * with LaSOT attribute flags (:mod:`grm_jax.evaluate.attributes`): ``attributes.csv`` and one bar
   chart ``attributes_<tracker>.png`` per tracker.
-:func:`score_results` = :func:`score_tracker` + :func:`write_report` for one tracker.
 """
 from __future__ import annotations
 
@@ -42,7 +41,7 @@ from grm_jax.io_utils import atomic_write_bytes
 
 __all__ = ["plot_success", "plot_precision", "plot_attribute_bars", "write_metrics_json", "markdown_table",
            "write_csv_table", "image_size_wh", "score_tracker", "tracker_table",
-           "write_report", "score_results"]
+           "write_report"]
 
 SUMMARY_KEYS = ("auc", "precision", "norm_precision", "op50", "op75")
 GOT10K_KEYS = ("ao", "sr50", "sr75")
@@ -158,8 +157,9 @@ def score_tracker(benchmark_sequences: SequenceT[Sequence], results_dir, tracker
     and TrackingNet are scored by their servers). results_dir: holds ``<seq>.txt`` files (comma,
     tab or space separated x1, y1, w, h per frame), optionally ``<seq>_time.txt`` and, for
     grm-jax evaluations, ``timing.json`` (see :mod:`grm_jax.evaluate.speed`).
-    denominator: 'valid' or 'all' (default: 'all' for AVisT, LaSOT's ``lasot_protocol``
-    ('grm' = 'valid', 'official' = 'all'; ``metrics.LASOT_PROTOCOLS``), else 'valid').
+    denominator: 'valid' or 'all' (default: the benchmark's registry row, ``DatasetSpec.denominator``:
+    'all' for AVisT, LaSOT's ``lasot_protocol`` ('grm' = 'valid', 'official' = 'all';
+    ``metrics.LASOT_PROTOCOLS``), else 'valid').
     skip_missing: skip sequences without a result file instead of raising.
     strict_invalid: see ``metrics.sequence_errors`` (default False = pytracking's conventions).
     Returns percentages {"auc", "precision", "norm_precision", "op50", "op75"} (+ {"ao", "sr50",
@@ -175,10 +175,11 @@ def score_tracker(benchmark_sequences: SequenceT[Sequence], results_dir, tracker
         raise MissingFileError(f"results folder does not exist: {results_dir}")
     bench = str(seqs[0].dataset)
     protocol_denominator = M.lasot_protocol_denominator(lasot_protocol)
+    convention = getattr(DATASETS.get(bench), "denominator", "valid")  # the registry row's
     if denominator is None:
-        denominator = "all" if bench == "avist" else protocol_denominator if bench == "lasot" else "valid"
+        denominator = protocol_denominator if convention == "lasot_protocol" else convention
     protocol = None
-    if bench == "lasot":
+    if convention == "lasot_protocol":
         protocol = next(k for k, (d, _) in M.LASOT_PROTOCOLS.items() if d == denominator)
     got = _is_got10k(seqs)
 
@@ -371,14 +372,3 @@ def write_report(trackers: SequenceT[Mapping], out_dir, attributes: SequenceT[Ma
         text += f"* {m['tracker']}: [{csv_name}]({csv_name})\n"
     atomic_write_bytes(out_dir / "results.md", text.encode())
     return out_dir / "results.md"
-
-
-def score_results(benchmark_sequences: SequenceT[Sequence], results_dir, out_dir, tracker_name: str,
-                  denominator: str | None = None, skip_missing: bool = False, plots: bool = True,
-                  strict_invalid: bool = False, lasot_protocol: str = "grm") -> dict:
-    """:func:`score_tracker` then :func:`write_report` for this one tracker; returns the metrics
-    (also written to ``out_dir/metrics.json``)."""
-    metrics = score_tracker(benchmark_sequences, results_dir, tracker_name, denominator=denominator,
-                            skip_missing=skip_missing, strict_invalid=strict_invalid, lasot_protocol=lasot_protocol)
-    write_report([metrics], out_dir, plots=plots)
-    return metrics

@@ -29,6 +29,7 @@ import numpy as np
 
 from grm_jax import datasets as ds
 from grm_jax import track_settings
+from grm_jax.datasets.registry import SERVER_SCORING
 from grm_jax.errors import DataError, WorkdirError
 from grm_jax.evaluate import attributes, compare, manifest, report, results as res, speed
 from grm_jax.evaluate import metrics as metrics_lib
@@ -38,7 +39,7 @@ from grm_jax.track.track_mode import parse_box, run_track  # noqa: F401  (the tr
 
 __all__ = ["parse_box", "resolve_benchmark", "run_evaluate", "run_score", "run_track"]
 
-_SERVER_SCORED = tuple(n for n, spec in ds.DATASETS.items() if spec.scoring == "server")
+_SERVER_SCORED = tuple(n for n, spec in ds.DATASETS.items() if spec.scoring in SERVER_SCORING)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -226,13 +227,13 @@ def _track(tracker, todo, workdir: pathlib.Path, fmt: str, desc: str, on_bad_fra
 
 
 def _submission(key: str, workdir: pathlib.Path, names: list[str], tracker_name: str, fmt: str) -> pathlib.Path:
-    """The evaluation server's zip for GOT-10k test / TrackingNet."""
-    if key == "got10k_test":
-        zip_path = res.write_got10k_submission(workdir, names, workdir / "got10k_submission",
-                                               zip_path=workdir / f"{tracker_name}_got10k_test.zip", fmt=fmt)
+    """The evaluation server's zip for GOT-10k test / TrackingNet (the registry row's ``scoring``)."""
+    zip_name = workdir / f"{tracker_name}_{key}.zip"  # <tracker>_got10k_test.zip, <tracker>_trackingnet.zip
+    if ds.DATASETS[key].scoring == "got10k_server":
+        zip_path = res.write_got10k_submission(workdir, names, workdir / "got10k_submission", zip_path=zip_name,
+                                               fmt=fmt)
     else:
-        zip_path = res.write_trackingnet_submission(workdir, names, workdir / f"{tracker_name}_trackingnet.zip",
-                                                    fmt=fmt)
+        zip_path = res.write_trackingnet_submission(workdir, names, zip_name, fmt=fmt)
     print(f"{key} submission: {zip_path} (upload to the evaluation server)")
     return zip_path
 

@@ -1,5 +1,5 @@
 """Tracking: the official single-sequence procedure and a batched multi-sequence tracker."""
-from grm_jax.track.batched import BatchedTracker, track_sequences
+from grm_jax.track.batched import BatchedTracker
 from grm_jax.track.tracker import Tracker
 
-__all__ = ["BatchedTracker", "Tracker", "track_sequences"]
+__all__ = ["BatchedTracker", "Tracker"]

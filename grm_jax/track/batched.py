@@ -53,7 +53,7 @@ from grm_jax.track.prefetch import FrameReader, FrameStream
 from grm_jax.track.tracker import (check_frame, postprocess, prepare_search,
                                    prepare_template, resolve_tracking, run_step, validate_box)
 
-__all__ = ["BatchedTracker", "SequenceResult", "StageTimes", "default_lanes", "load_frame", "track_sequences"]
+__all__ = ["BatchedTracker", "SequenceResult", "StageTimes", "default_lanes", "load_frame"]
 
 # Independent device batches in flight per backend (see the module doc); others: 2.
 DEFAULT_LANES = {"cpu": 1}
@@ -388,12 +388,3 @@ class BatchedTracker:
                     for slot in lane.slots:
                         if slot is not None:
                             slot.stream.close()
-
-
-def track_sequences(model: GRM, variables, sequences: Iterable, track_config=None, threshold: float = 0.0,
-                    batch_size: int = 8, **kwargs) -> dict[str, SequenceResult]:
-    """Tracks all ``sequences`` (batched) -> {name: SequenceResult} in input order."""
-    sequences = list(sequences)
-    tracker = BatchedTracker(model, variables, track_config, threshold, batch_size, **kwargs)
-    results = {r.name: r for r in tracker.track(sequences)}
-    return {str(s.name): results[str(s.name)] for s in sequences}

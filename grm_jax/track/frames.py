@@ -32,11 +32,9 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "VideoEndedEarlyWarning",
     "check_same_size",
-    "frame_count",
     "iter_frames",
     "list_frame_files",
     "read_image",
-    "video_fps",
 ]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -204,18 +202,3 @@ class FrameSource:
 def iter_frames(source) -> Iterator[np.ndarray]:
     """Yields RGB uint8 frames of a video file or a folder of images (see :class:`FrameSource`)."""
     yield from FrameSource(source)
-
-
-def frame_count(source) -> int | None:
-    """Number of frames (folder: exact; video: the container's count, may be None/approximate)."""
-    with FrameSource(source) as src:
-        return src.expected
-
-
-def video_fps(source, default: float = 30.0) -> float:
-    """Frame rate of a video file (``default`` for folders or unknown rates)."""
-    source = os.fspath(source)
-    if os.path.isdir(source) or not os.path.exists(source):
-        return default
-    with FrameSource(source) as src:
-        return src.fps or default

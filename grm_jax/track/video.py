@@ -193,7 +193,6 @@ class VideoWriter:
 # ----------------------------------------------------------------------------------------------
 
 BOX_COLOR = (255, 64, 32)       # RGB
-GT_COLOR = (32, 220, 64)
 SEARCH_COLOR = (255, 215, 0)
 MIN_PANEL_HEIGHT = 256          # frames with a division panel are shown at least this high
 _FONT = cv2.FONT_HERSHEY_SIMPLEX

@@ -1,4 +1,4 @@
-"""GRM training: ``run_train(run, workdir)`` (``grm-jax --mode=train`` / ``python launch.py``).
+"""GRM training: ``run_train(run, workdir, parts)`` (``grm-jax --mode=train`` / ``python launch.py``).
 
 Three stages:
 
@@ -7,9 +7,9 @@ Three stages:
   the announced short run on generated sample data (:mod:`grm_jax.train.sample_run`); checks the
   configured folders; locks the workdir (one run per workdir, :mod:`grm_jax.train.workdir`) and
   writes ``model_config.json`` / ``config.json``; builds model, optimizer, mesh and the data
-  iterator; resumes from the newest checkpoint that restores cleanly
-  (:mod:`grm_jax.train.checkpointing`), else starts from the MAE weights of ``init.mae`` or,
-  announced, from a random initialisation.
+  iterator (``parts.make_iterator``, :mod:`grm_jax.train.parts`); resumes from the newest
+  checkpoint that restores cleanly (:mod:`grm_jax.train.checkpointing`), else starts from the MAE
+  weights of ``init.mae`` (``parts.read_mae``) or, announced, from a random initialisation.
 * the step loop (:func:`_train_steps`): ``epochs * (samples_per_epoch // batch_size)`` steps
   (``train.max_steps`` cuts it short), LR x0.1 at ``lr_drop_epoch``; the first step is announced
   as the compilation; checkpoints every ``checkpoint_every_steps`` and at the end; progress and
@@ -42,6 +42,7 @@ from grm_jax.errors import MissingFileError, TrainingError, WorkdirError
 from grm_jax.io_utils import disk_full_error, ensure_writable_dir, is_disk_full
 from grm_jax.run_config import RunConfig, TrainConfig
 from grm_jax.train import checkpointing, sample_run
+from grm_jax.train.parts import TrainParts
 from grm_jax.train import step as step_lib
 from grm_jax.train.memory import check_batch_fits
 from grm_jax.train.prefetch import DevicePrefetcher
@@ -96,10 +97,13 @@ def check_paths(run: RunConfig) -> None:
                                hint="the official mae_pretrain_vit_base.pth / _large.pth")
 
 
-def run_train(run: RunConfig, workdir: str | os.PathLike) -> dict:
-    """Trains GRM as ``run`` says, into ``workdir`` (see module doc). Returns {'step': last step
+def run_train(run: RunConfig, workdir: str | os.PathLike, parts: TrainParts) -> dict:
+    """Trains GRM as ``run`` says, into ``workdir`` (see module doc), reading batches and MAE
+    weights with ``parts`` (``launch.TRAIN_PARTS`` is the real one). Returns {'step': last step
     trained, 'checkpoint': newest saved step folder (None if none), 'metrics': last logged means,
     'eval': the sample-run evaluation text or None}."""
+    if not isinstance(parts, TrainParts):
+        raise TypeError(f"run_train needs a grm_jax.train.parts.TrainParts (launch.TRAIN_PARTS), got {parts!r}")
     initialize_distributed()
     t_start = time.time()
     run, sample = _effective_run(run)
@@ -107,7 +111,7 @@ def run_train(run: RunConfig, workdir: str | os.PathLike) -> dict:
     lock = _claim_workdir(workdir, run)
     try:
         with checkpointing.disk_full_reported(workdir):
-            session = _setup(run, workdir)
+            session = _setup(run, workdir, parts)
             try:
                 step, means = _train_steps(session)
             finally:
@@ -184,10 +188,9 @@ def _close(manager, data_iter) -> None:
         close()
 
 
-def _setup(run: RunConfig, workdir: pathlib.Path) -> _Session:
+def _setup(run: RunConfig, workdir: pathlib.Path, parts: TrainParts) -> _Session:
     import jax.numpy as jnp  # noqa: PLC0415
 
-    from data_pipelines.pipeline import make_train_iterator  # noqa: PLC0415
     from grm_jax.model.grm import GRM  # noqa: PLC0415
     from grm_jax.train import optimizer as opt_lib  # noqa: PLC0415
     from grm_jax.train import state as state_lib  # noqa: PLC0415
@@ -206,7 +209,7 @@ def _setup(run: RunConfig, workdir: pathlib.Path) -> _Session:
     mesh = batch_mesh(jax.devices())  # every device of every process
     abstract = state_lib.abstract_state(model, tx)
     shardings = state_lib.state_shardings(abstract, mesh, run.train.shard_params)
-    data_iter = make_train_iterator(run, local_batch, run.train.seed, jax.process_index(), n_proc)
+    data_iter = parts.make_iterator(run, local_batch, run.train.seed, jax.process_index(), n_proc)
     manager = checkpointing.open_manager(workdir, run.train.keep_checkpoints)
     try:
         target = jax.tree_util.tree_map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
@@ -214,7 +217,7 @@ def _setup(run: RunConfig, workdir: pathlib.Path) -> _Session:
         state = checkpointing.restore_latest(manager, workdir, target, data_iter, say)
         if state is None:
             state = state_lib.create_state(model, tx, jax.random.PRNGKey(run.train.seed), mesh,
-                                           run.train.shard_params, _initial_variables(run))
+                                           run.train.shard_params, _initial_variables(run, parts))
     except BaseException:
         _close(manager, data_iter)
         raise
@@ -229,15 +232,13 @@ def _setup(run: RunConfig, workdir: pathlib.Path) -> _Session:
     return _Session(run, workdir, sched, mesh, state, train_step, device_iter, manager, int(to_host(state.step)))
 
 
-def _initial_variables(run: RunConfig):
+def _initial_variables(run: RunConfig, parts: TrainParts):
     if run.init.mae is None:
         say("config.init.mae not set: RANDOM initialisation of the backbone (the paper starts from MAE "
             "ViT weights; pass --config.init.mae=/path/mae_pretrain_vit_base.pth for real training)")
         return None
-    from convert_weights.mae import convert_mae_checkpoint  # noqa: PLC0415
-
     say(f"initialising the backbone from MAE weights {run.init.mae}")
-    return convert_mae_checkpoint(run.init.mae, run.model, seed=run.init.seed)
+    return parts.read_mae(run.init.mae, run.model, run.init.seed)
 
 
 # ------------------------------------------------------------------------------------------------

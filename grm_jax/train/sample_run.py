@@ -12,7 +12,7 @@ What the sample run is: an ordinary run config, ``configs/grm_sample_cpu.py`` on
 user set on the command line:
 
 * data: ``SAMPLE_TRAIN_SEQUENCES`` generated training sequences and ``SAMPLE_VAL_SEQUENCES``
-  validation sequences (``data_pipelines.sources.sample``), written once into
+  validation sequences (``grm_jax.datasets.sample_generator``), written once into
   ``config.data.roots.sample`` or, unset, ``~/.cache/grm_jax/sample_run``;
 * on a CPU a REDUCED GRM (same code and token division; smaller width, depth and crops) trained
   from random weights with a from-scratch learning rate for every parameter group; on a GPU/TPU
@@ -35,6 +35,7 @@ import numpy as np
 
 from grm_jax.datasets.loaders import dataset_root
 from grm_jax.datasets.registry import TRAIN, resolve
+from grm_jax.datasets.sample_generator import ensure_sample_dataset
 from grm_jax.run_config import RunConfig
 
 __all__ = ["SAMPLE_CONFIGS", "SAMPLE_TRAIN_SEQUENCES", "SAMPLE_VAL_SEQUENCES",
@@ -99,7 +100,6 @@ def sample_run_config(run: RunConfig, backend: str, num_devices: int,
     file is not used with the reduced CPU model). The global batch is rounded up to a multiple of
     the devices and processes. Generates the sample data (once; a few seconds) into
     :func:`sample_data_folder`."""
-    from data_pipelines.sources.sample import ensure_sample_dataset  # noqa: PLC0415
     from grm_jax.configuration import load_run_config  # noqa: PLC0415
 
     name = SAMPLE_CONFIGS["cpu" if backend == "cpu" else "accelerator"]

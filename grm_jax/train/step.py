@@ -33,6 +33,13 @@ __all__ = ["STEP_KEYS", "make_train_step", "put_batch", "step_rngs"]
 
 STEP_KEYS = ("template", "search", "search_box", "heatmap")
 
+# XLA:CPU compiles the train step with only the matmuls handed to the YNNPACK library; the
+# elementwise and reduction fusions (LayerNorm, GELU, softmax, AdamW, their gradients) stay with
+# XLA's own loop emitter, which fuses them into fewer passes. Same arithmetic up to float rounding
+# order; ViT-B batch 2: 5-7 % less wall and CPU time per step (benchmarks/train_ab.py --change
+# ynn_dot, benchmarks/RESULTS.md). Inference keeps XLA's default, which is faster for the forward.
+CPU_TRAIN_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
+
 
 def step_rngs(base_rng: jax.Array, step) -> dict:
     """{'gumbel', 'dropout'} keys of optimizer step ``step``."""
@@ -75,13 +82,15 @@ def make_train_step(model: GRM, tx: optax.GradientTransformation, lr_fn: Callabl
         return new_state, metrics
 
     donate_argnums = (0,) if donate else ()
+    platform = mesh.devices.flat[0].platform if mesh is not None else jax.default_backend()
+    options = dict(CPU_TRAIN_COMPILER_OPTIONS) if platform == "cpu" and CPU_TRAIN_COMPILER_OPTIONS else None
     if mesh is None:
-        return jax.jit(train_step, donate_argnums=donate_argnums)
+        return jax.jit(train_step, donate_argnums=donate_argnums, compiler_options=options)
     data = batch_sharding(mesh)
     repl = replicated_sharding(mesh)
     state_in = state_sharding if state_sharding is not None else repl
     return jax.jit(train_step, in_shardings=(state_in, data), out_shardings=(state_in, repl),
-                   donate_argnums=donate_argnums)
+                   donate_argnums=donate_argnums, compiler_options=options)
 
 
 def put_batch(batch: Mapping[str, np.ndarray], mesh, global_batch_size: int | None = None) -> dict:
