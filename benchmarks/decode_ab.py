@@ -2,17 +2,23 @@
 
     python benchmarks/decode_ab.py --frames_from ../shared/real_sequences/truck2 --box_scales 1,8
 
-1. decode, ms per frame: the official ``cv2.imread`` + BGR->RGB; the decoder before this change
+1. decode, ms per frame (wall and CPU time): the official ``cv2.imread`` + BGR->RGB; the decoder before this change
    (bytes read, completeness/size checks, ``cv2.imdecode`` BGR, BGR->RGB); ``np.fromfile`` +
    imdecode; the decoder now (``grm_jax.datasets.decode.decode_image``: RGB straight from
    libjpeg-turbo); libjpeg's reduced decodes at 1/2, 1/4, 1/8. Each variant decodes the same
    ``--frames`` frames per round.
-2. pairs/s, one process, for each ``--box_scales`` factor (the frames' boxes made F times larger
+2. the other changed steps, before (``--before``) and now: the per-crop float steps (brightness,
+   second flip, normalisation) and the crop of a flipped frame (a reversed view), ms per call.
+3. pairs/s, one process, for each ``--box_scales`` factor (the frames' boxes made F times larger
    about their centres, standing for larger objects; see pipeline_speed.py): the pipeline at git
    revision ``--before`` (its processing.py, with the decoder before); now (exact); now with
    ``cv2.setNumThreads(1)``; now with ``data.reduced_decode``. Rounds of ``--pairs`` pairs, the
-   variants interleaved; the before/now samples are compared bit for bit.
-3. the effect of ``data.reduced_decode`` on the crops, over ``--effect_pairs`` samples (the same
+   variants interleaved, after 8 warm-up pairs each; the before/now samples are compared bit for bit.
+All in one process with ``keep_freed_memory()`` applied (as the pipeline applies it; the allocator
+setting is process-wide, so ``pipeline_speed.py`` run with ``GRM_KEEP_FREED_MEMORY=0`` / ``1`` in
+alternating processes measures it).
+
+4. the effect of ``data.reduced_decode`` on the crops, over ``--effect_pairs`` samples (the same
    sample indices, hence the same frames and draws, in both modes): the share of frames decoded at
    each 1/k, and over the image part of the crops (padding excluded) the mean absolute difference
    in grey levels and the PSNR against the exact crops, and the largest box difference in output
@@ -42,7 +48,7 @@ import numpy as np  # noqa: E402
 
 from data_pipelines import pipeline  # noqa: E402
 from grm_jax.crop import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from grm_jax.datasets.decode import decode_image, decode_reduced  # noqa: E402
+from grm_jax.datasets.decode import decode_image, decode_reduced, keep_freed_memory  # noqa: E402
 from grm_jax.datasets.loaders import training_source  # noqa: E402
 from grm_jax.image_check import check_complete, check_pixels  # noqa: E402
 from grm_jax.run_config import RunConfig  # noqa: E402
@@ -100,12 +106,21 @@ class _BeforeDecodes:
         return decode_before(self._source.frame_bytes(i, f), self._source.frame_path(i, f))
 
 
+def module_at(rev: str, path: str) -> types.ModuleType:
+    """The module ``path`` (e.g. data_pipelines/processing.py) as it was at git revision ``rev``."""
+    text = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:{path}"], capture_output=True, text=True,
+                          check=True).stdout
+    module = types.ModuleType(f"before_{pathlib.Path(path).stem}")
+    exec(compile(text, f"{rev}:{path}", "exec"), module.__dict__)  # noqa: S102
+    return module
+
+
 def before_maker(rev: str, source, run: RunConfig):
-    """``index -> sample`` of the pipeline at git revision ``rev`` (its processing.py, the decoder before)."""
-    text = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:data_pipelines/processing.py"],
-                          capture_output=True, text=True, check=True).stdout
-    old = types.ModuleType("processing_before")
-    exec(compile(text, f"{rev}:data_pipelines/processing.py", "exec"), old.__dict__)  # noqa: S102
+    """``index -> sample`` of the pipeline at git revision ``rev`` (its processing.py and crop.py, the
+    decoder before)."""
+    old = module_at(rev, "data_pipelines/processing.py")
+    old_crop = module_at(rev, "grm_jax/crop.py")
+    old.sample_target = old_crop.sample_target  # its jittered_center_crop crops with the crop code of then
     sampler = pipeline.PairSampler([_BeforeDecodes(source)], [1.0], max_gap=run.data.max_gap)
     processor = old.PairProcessor(run.crop("template"), run.crop("search"), stride=run.model.patch_size)
 
@@ -131,11 +146,53 @@ class _FewerThreads:
             cv2.setNumThreads(saved)
 
 
-def pairs_table(makers: dict, pairs: int, rounds: int) -> dict:
+def steps_table(rev: str, frame_path, rounds: int, repeats: int = 20) -> dict:
+    """(wall ms, CPU ms) of the changed steps, before (``rev``) and now, interleaved; medians."""
+    old_proc, old_crop = module_at(rev, "data_pipelines/processing.py"), module_at(rev, "grm_jax/crop.py")
+    from data_pipelines.processing import PairProcessor  # noqa: PLC0415
+    from grm_jax.crop import sample_target  # noqa: PLC0415
+
+    run = RunConfig()
+    frame = decode_image(_read(frame_path))
+    flipped = frame[:, ::-1, :]  # the joint flip's reversed view
+    small, large = [1100.0, 500.0, 45.0, 17.0], [900.0, 300.0, 360.0, 136.0]  # truck2's box, and x8
+    crops = {size: sample_target(frame, small, 2.0 * size / 128, size)[0] for size in (128, 256)}
+    att = {size: np.zeros((size, size), bool) for size in crops}
+    box = np.array([0.3, 0.3, 0.2, 0.2], np.float32)
+    new_p = PairProcessor(run.crop("template"), run.crop("search"))
+    old_p = old_proc.PairProcessor(run.crop("template"), run.crop("search"))
+
+    def per_image(proc):
+        rng = np.random.default_rng(0)
+        return lambda: [proc._per_image(crops[s], box, att[s], rng) for s in crops]
+    steps = {
+        "brightness/flip/normalize, template + search": (per_image(old_p), per_image(new_p)),
+        "search crop of a flipped frame, truck2 box": (lambda: old_crop.sample_target(flipped, small, 4.0, 256),
+                                                       lambda: sample_target(flipped, small, 4.0, 256)),
+        "search crop of a flipped frame, box x8": (lambda: old_crop.sample_target(flipped, large, 4.0, 256),
+                                                   lambda: sample_target(flipped, large, 4.0, 256)),
+    }
+    times = collections.defaultdict(list)
+    for _ in range(rounds):
+        for name, fns in steps.items():
+            for which, fn in zip(("before", "now"), fns):
+                t0, c0 = time.perf_counter(), time.process_time()
+                for _ in range(repeats):
+                    fn()
+                times[(name, which)].append((1e3 * (time.perf_counter() - t0) / repeats,
+                                             1e3 * (time.process_time() - c0) / repeats))
+    return {f"{name} | {which}": [statistics.median(x[0] for x in v), statistics.median(x[1] for x in v)]
+            for (name, which), v in times.items()}
+
+
+def pairs_table(makers: dict, pairs: int, rounds: int, warmup: int = 8) -> dict:
     """(pairs/s by wall clock, pairs per CPU second of this process) of each maker (medians over
     rounds of ``pairs`` samples; makers interleaved). CPU time counts the work, not the waiting for
     the cores on a shared machine: pairs per CPU second is the pairs/s one free core would give."""
     rates = collections.defaultdict(list)
+    for make in makers.values():
+        for i in range(warmup):  # first pairs of a process are slower (lazy initialisation, cold caches)
+            make(10 ** 6 + i)
     for r in range(rounds):
         for name, make in makers.items():
             t0, c0 = time.perf_counter(), time.process_time()
@@ -215,10 +272,12 @@ def main(argv=None) -> dict:
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     run = RunConfig()
+    keep_freed_memory()  # as the pipeline does (PairMaker): every variant below runs with it
     frames = sorted(pathlib.Path(args.frames_from).glob("*.jpg"))[:args.decode_frames]
     load_before = os.getloadavg()
     out = {"frames_from": args.frames_from, "cpus": os.cpu_count(),
-           "decode_ms_per_frame": decode_table(frames, args.rounds), "scales": []}
+           "decode_ms_per_frame": decode_table(frames, args.rounds),
+           "steps_ms": steps_table(args.before, frames[0], args.rounds), "scales": []}
     with tempfile.TemporaryDirectory() as tmp:
         for scale in (float(s) for s in args.box_scales.split(",")):
             out["scales"].append(scale_section(args, run, scale, pathlib.Path(tmp)))
@@ -235,6 +294,9 @@ def _print(out: dict) -> None:
     print("\n| decode (1280x720 JPEG) | ms per frame (wall, median) | CPU ms per frame (median) |\n|---|---|---|")
     for name, (wall, cpu) in out["decode_ms_per_frame"].items():
         print(f"| {name} | {wall:.2f} | {cpu:.2f} |")
+    print("\n| step | before / now | ms (wall, median) | CPU ms (median) |\n|---|---|---|---|")
+    for name, (wall, cpu) in out["steps_ms"].items():
+        print(f"| {name} | {wall:.3f} | {cpu:.3f} |")
     for sec in out["scales"]:
         print(f"\nboxes x{sec['box_scale']:g}: before and now bit-identical: {sec['before_equals_now']}")
         print("\n| pipeline (one process) | pairs/s (wall, median) | pairs per CPU second (median) |\n|---|---|---|")

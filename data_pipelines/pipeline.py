@@ -29,6 +29,7 @@ import numpy as np
 from data_pipelines.processing import PairProcessor, make_training_sample
 from data_pipelines.sampler import PairSampler
 from grm_jax.datasets import PACK_META, Source, require_dataset_root, training_source
+from grm_jax.datasets.decode import keep_freed_memory
 from grm_jax.datasets.registry import TRAIN, resolve
 from grm_jax.run_config import CropSpec, DataConfig, RunConfig
 
@@ -72,6 +73,8 @@ class PairMaker:
         self.sampler = PairSampler(sources, ratios, max_gap=max_gap)
         self.processor = PairProcessor(template, search, stride=stride, reduced_decode=reduced_decode)
         self.seed = int(seed)
+        self._home_pid = os.getpid()  # the process that built it; grain workers get a pickled copy
+        self._ready_pid = None
 
     @classmethod
     def from_run(cls, run: RunConfig, seed: int) -> "PairMaker":
@@ -81,7 +84,22 @@ class PairMaker:
         return cls(sources, ratios, run.crop("template"), run.crop("search"), run.data.max_gap, seed,
                    run.model.patch_size, reduced_decode=run.data.reduced_decode)
 
+    def _prepare_process(self) -> None:
+        """Once per process: frames reuse freed heap memory (no page faults, ``keep_freed_memory``);
+        in a worker process OpenCV runs single-threaded (the workers are the parallelism; its pool
+        threads only spin: benchmarks/decode_ab.py, ``cv2.setNumThreads(1)``)."""
+        pid = os.getpid()
+        if self._ready_pid == pid:
+            return
+        keep_freed_memory()
+        if pid != self._home_pid:
+            import cv2  # noqa: PLC0415
+
+            cv2.setNumThreads(1)
+        self._ready_pid = pid
+
     def __call__(self, index) -> dict[str, np.ndarray]:
+        self._prepare_process()
         index = int(index)
         rng = np.random.default_rng([self.seed, index])
         sample = make_training_sample(self.sampler, self.processor, rng)

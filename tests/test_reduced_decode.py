@@ -133,3 +133,23 @@ def test_pair_frame_decodes_once_and_reuses_finer_decodes():
     assert np.array_equal(img4[..., 0], img4[..., 2]) and img4.shape == img2.shape
     with pytest.raises(ValueError, match="not both"):
         PairFrame(image=img2, loader=lambda k: None)
+
+
+def test_pair_maker_prepares_each_process(monkeypatch):
+    """Once per process: freed memory kept; in a worker (another process than the one that built the
+    maker) OpenCV single-threaded."""
+    import data_pipelines.pipeline as pipeline_module
+
+    calls = []
+    monkeypatch.setattr(pipeline_module, "keep_freed_memory", lambda: calls.append(1) or True)
+    maker = PairMaker([_JpegSource(_boxes(12, 30))], [1.0], TEMPLATE, SEARCH, max_gap=200, seed=3)
+    threads = cv2.getNumThreads()
+    try:
+        maker(0), maker(1)
+        assert len(calls) == 1 and cv2.getNumThreads() == threads  # the building process: cv2 untouched
+        maker._home_pid = -1  # as in a grain worker process
+        maker._ready_pid = None
+        maker(2)
+        assert len(calls) == 2 and cv2.getNumThreads() == 1
+    finally:
+        cv2.setNumThreads(threads)
