@@ -112,7 +112,7 @@ def real_tracks(real_sequences, tmp_path_factory):
     from convert_weights import convert_grm_checkpoint
     from grm_jax.datasets import load_benchmark
     from grm_jax.model import GRM
-    from grm_jax.track.batched import track_sequences
+    from helpers import track_sequences
     from run_once import build_once
 
     def build(folder):

@@ -12,6 +12,7 @@ from grm_jax.configuration import load_run_config
 from grm_jax.datasets import sample_generator as gen
 from grm_jax.train import loop, sample_run
 from launch import TRAIN_PARTS
+from models import MICRO as TEST_MODEL
 from train_utils import MICRO_OVERRIDES
 
 # CI size: the tests' micro model and a small dataset instead of the sample config's (that config is
@@ -105,7 +106,10 @@ def test_end_to_end_table(tmp_path, monkeypatch, capsys):
     out = loop.run_train(run, tmp_path / "run", TRAIN_PARTS)
     assert out["step"] == 2
     printed = capsys.readouterr().out
-    assert "SHORT DEMONSTRATION RUN" in printed and "REDUCED" in printed
+    # every model value is given on the command line, and the user's values win over the sample config
+    # (its REDUCED model is checked in test_cpu_sample_config)
+    assert "SHORT DEMONSTRATION RUN" in printed and "REDUCED" not in printed
+    assert f"model:    the configured GRM: dim {TEST_MODEL.embed_dim}, depth {TEST_MODEL.depth}," in printed
     table = out["eval"]
     assert table in printed
     rows = {}
