@@ -44,7 +44,7 @@ def test_gradient_reaches_every_division_predictor(official):
         out, _ = _train_apply(model, {**variables, "params": params}, template, search)
         return jnp.sum(out["score_map"] * weights) + jnp.sum(out["boxes"])
 
-    grads = jax.grad(loss)(variables["params"])
+    grads = jax.jit(jax.grad(loss))(variables["params"])  # one compile (op by op: every op alone)
     for i in config.divide_layers:
         g = grads["backbone"][f"blocks_{i}"]["attn"]["divide_predict"]
         for layer in ("fc0", "fc1", "fc2"):
