@@ -2,6 +2,12 @@
 
     python benchmarks/input_stall.py                           # sample run's CPU recipe, 0 and 2 workers
     python benchmarks/input_stall.py --workers 0,2,4 --steps 40 --json stall.json
+    python benchmarks/input_stall.py --model vit_b --batch 2 --frames_from ../shared/real_sequences/truck2
+
+Without ``--model`` the step is the sample run's (small model, small generated frames: the worst case
+for a 2-core machine, where every pair the pipeline makes takes CPU time from the step). With
+``--model vit_b`` (or ``vit_l``) and ``--frames_from DIR`` the step is the real network at ``--batch``
+fed from a GOT-10k-layout split whose frames are the JPEGs of DIR (linked in place), official crops.
 
 The step is the sample run's (its model, batch and data). Per worker count, blocks of ``--block``
 steps alternate between (a) batches from the grain pipeline through ``DevicePrefetcher`` (read and
@@ -16,6 +22,7 @@ import os
 import pathlib
 import statistics
 import sys
+import tempfile
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -25,7 +32,7 @@ if str(REPO) not in sys.path:
 import jax  # noqa: E402
 
 from grm_jax.distributed import batch_mesh  # noqa: E402
-from grm_jax.model import GRM  # noqa: E402
+from grm_jax.model import GRM, vit_base, vit_large  # noqa: E402
 from grm_jax.run_config import RunConfig  # noqa: E402
 from grm_jax.train import optimizer as opt_lib, sample_run, state as state_lib, step as step_lib  # noqa: E402
 from grm_jax.train.loop import DEVICE_PREFETCH  # noqa: E402
@@ -67,6 +74,20 @@ def measure(run: RunConfig, workers: int, steps: int, block: int) -> dict:
             "blocks": {k: [1e3 * t for t in v] for k, v in times.items()}}
 
 
+def real_frames_run(base: RunConfig, model: str, batch: int, frames_from: str, root: pathlib.Path) -> RunConfig:
+    """``base`` training ``model`` at ``batch`` on a GOT-10k layout of ``frames_from``'s JPEGs in ``root``."""
+    import dataclasses  # noqa: PLC0415
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from pipeline_speed import make_got10k_layout  # noqa: PLC0415
+
+    layout = make_got10k_layout(root, sequences=4, frames=60, frames_from=frames_from)
+    data = dataclasses.replace(base.data, datasets=("got10k_train_all",), ratios=(1.0,),
+                               roots={**base.data.roots, "got10k": str(layout)})
+    net = {"vit_b": vit_base, "vit_l": vit_large}[model]()
+    return base.replace(model=net, data=data, train=dataclasses.replace(base.train, batch_size=batch))
+
+
 def main(argv=None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workers", default="0,2")
@@ -74,8 +95,13 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--block", type=int, default=5)
     p.add_argument("--sample_root", default=None)
     p.add_argument("--sequences", type=int, default=None, help="generate this many training sequences (tests)")
+    p.add_argument("--model", choices=["sample", "vit_b", "vit_l"], default="sample")
+    p.add_argument("--batch", type=int, default=2, help="with --model vit_b / vit_l")
+    p.add_argument("--frames_from", default=None, help="with --model vit_b / vit_l: a folder of JPEGs + groundtruth.txt")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
+    if (args.model == "sample") != (args.frames_from is None):
+        p.error("--frames_from goes with --model vit_b / vit_l (and they need it)")
     base = RunConfig()
     if args.sample_root:
         import dataclasses  # noqa: PLC0415
@@ -83,10 +109,15 @@ def main(argv=None) -> list[dict]:
         base = base.replace(data=dataclasses.replace(base.data, roots={**base.data.roots, "sample": args.sample_root}))
     if args.sequences:
         sample_run.SAMPLE_TRAIN_SEQUENCES = args.sequences
-    run, _ = sample_run.sample_run_config(base, jax.default_backend(), 1, 1)
-    rows = [measure(run, int(w), args.steps, args.block) for w in args.workers.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.model == "sample":
+            run, _ = sample_run.sample_run_config(base, jax.default_backend(), 1, 1)
+            what = "the sample run"
+        else:
+            run, what = real_frames_run(base, args.model, args.batch, args.frames_from, pathlib.Path(tmp)), args.model
+        rows = [measure(run, int(w), args.steps, args.block) for w in args.workers.split(",")]
     load = os.getloadavg()
-    print(f"train step of the sample run (batch {run.train.batch_size}, dim {run.model.embed_dim}, search "
+    print(f"train step of {what} (batch {run.train.batch_size}, dim {run.model.embed_dim}, search "
           f"{run.model.search_size}), {jax.devices()[0].device_kind}, {os.cpu_count()} CPUs, load {load[0]:.1f}\n")
     print("| grain workers | ms/step, real data (prefetched) | ms/step, fixed device batch | input stall |\n|---|---|---|---|")
     for r in rows:

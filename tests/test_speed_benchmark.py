@@ -143,3 +143,18 @@ def test_torch_step_smoke(capsys):
     assert out["params"]["torch"] == out["params"]["jax"]
     assert set(out["rows"]) == {"pytorch eager (stand-in)", "grm-jax"}
     assert all(r["ms"] > 0 and r["cpu_ms"] > 0 for r in out["rows"].values())
+
+
+@pytest.mark.real_data
+def test_input_stall_feeds_the_real_network_from_real_frames(tmp_path, real_sequences):
+    """input_stall.py --model vit_b --frames_from DIR: the run trains ViT-B at the given batch on a
+    GOT-10k layout of DIR's JPEGs, and its pipeline yields batches of the network's crop sizes."""
+    from data_pipelines.pipeline import make_train_iterator
+    from grm_jax.run_config import RunConfig
+
+    bench = _bench("input_stall")
+    run = bench.real_frames_run(RunConfig(), "vit_b", 2, str(real_sequences / "truck2"), tmp_path)
+    assert (run.model.embed_dim, run.model.depth, run.train.batch_size) == (768, 12, 2)
+    assert run.data.datasets == ("got10k_train_all",) and run.data.roots["got10k"] == str(tmp_path)
+    batch = next(iter(make_train_iterator(run, 2, seed=0, num_workers=0, num_threads=1)))
+    assert batch["template"].shape == (2, 128, 128, 3) and batch["search"].shape == (2, 256, 256, 3)
