@@ -132,17 +132,20 @@ def test_got10k_layout_is_read_by_the_training_reader(tmp_path):
     assert cv2.imread(str(root / "train" / "GOT-10k_Train_000001" / "00000001.jpg")).shape == (720, 1280, 3)
 
 
-@pytest.mark.slow
-def test_torch_step_smoke(capsys):
-    """benchmarks/torch_step.py on the micro model: the PyTorch stand-in has exactly the parameter
-    count of the jax network it is timed against (same layers and shapes), and both rows are timed."""
-    bench = _bench("torch_step")
-    out = bench.main(["--model", "micro", "--batch", "2", "--repeats", "1"])
-    text = capsys.readouterr().out
-    assert "| train step | ms (median) | x PyTorch |" in text
-    assert out["params"]["torch"] == out["params"]["jax"]
-    assert set(out["rows"]) == {"pytorch eager (stand-in)", "grm-jax"}
-    assert all(r["ms"] > 0 and r["cpu_ms"] > 0 for r in out["rows"].values())
+# torch is the optional [convert] extra (CI's venv has none): the stand-in's test exists where torch is
+# installed, as tests/torch_files.py builds with torch only there.
+if importlib.util.find_spec("torch") is not None:
+    @pytest.mark.slow
+    def test_torch_step_smoke(capsys):
+        """benchmarks/torch_step.py on the micro model: the PyTorch stand-in has exactly the parameter
+        count of the jax network it is timed against (same layers and shapes), and both rows are timed."""
+        bench = _bench("torch_step")
+        out = bench.main(["--model", "micro", "--batch", "2", "--repeats", "1"])
+        text = capsys.readouterr().out
+        assert "| train step | ms (median) | x PyTorch |" in text
+        assert out["params"]["torch"] == out["params"]["jax"]
+        assert set(out["rows"]) == {"pytorch eager (stand-in)", "grm-jax"}
+        assert all(r["ms"] > 0 and r["cpu_ms"] > 0 for r in out["rows"].values())
 
 
 @pytest.mark.real_data
