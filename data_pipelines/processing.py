@@ -241,8 +241,8 @@ class PairProcessor:
         image, k, full_hw = frame.get(reduce, gray)
         if flip:
             box = _flip_box_pixels(box, full_hw[1])
-            # a reversed VIEW: only the crop's pixels are copied later (np.pad), the same values as from a
-            # flipped copy of the whole frame (benchmarks/pipeline_speed.py: one full-frame copy less per image)
+            # a reversed VIEW: only the crop's pixels are copied later (grm_jax.crop.sample_target mirrors
+            # them with cv2.flip), the same values as from a flipped copy of the whole frame
             image = image[:, ::-1, :]
         jit = apply_jitter(box, noise, spec.center_jitter, spec.scale_jitter)
         w, h = float(jit[2]), float(jit[3])

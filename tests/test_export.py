@@ -54,6 +54,14 @@ def test_exported_step_equals_the_live_step(exported_dir, model_dir, crops):
         assert 0.05 < decisions.mean() < 0.95  # both token groups occur: the decisions are exercised
 
 
+def _run_python(script: str, cwd, nominal_timeout: float) -> subprocess.CompletedProcess:
+    """``python -c script`` in ``cwd``; asserts it exits 0 (showing the end of its stderr)."""
+    proc = subprocess.run([sys.executable, "-c", script], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout_s(nominal_timeout))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
 def test_metadata_describes_inputs_outputs_and_crops(exported_dir, model_dir):
     meta = json.loads((exported_dir / "export.json").read_text())
     assert meta["kind"] == "jax" and meta["platforms"] == ["cpu"] and meta["dtype"] == "float32"
@@ -83,9 +91,7 @@ def test_loader_runs_without_the_model_code(exported_dir, crops, tmp_path):
         "box, dec, score = step(c['arr_0'], c['arr_1'], c['arr_2'], 0.4)\n"
         "assert not [m for m in sys.modules if m.startswith(('grm_jax', 'flax'))], 'model code imported'\n"
         "print(json.dumps(np.asarray(box).tolist()))\n")
-    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=timeout_s(300))
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _run_python(script, tmp_path, 300)
     in_process = np.asarray(load_exported(exported_dir)(*crops, threshold=0.4)[0])
     np.testing.assert_array_equal(np.asarray(json.loads(proc.stdout), np.float32), in_process)
 
@@ -169,9 +175,7 @@ def test_onnx_loader_runs_with_onnxruntime_and_numpy_alone(tmp_path):
         "step = load_onnx('exp', providers=('CUDAExecutionProvider', 'CPUExecutionProvider'))\n"
         "feeds, names, providers = step(np.zeros((2, 8, 8, 3)), np.zeros((2, 16, 16, 3)), [1.5, 2.0], 0.4)\n"
         "print(json.dumps([feeds.tolist(), names.tolist(), providers.tolist()]))\n")
-    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=timeout_s(120))
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _run_python(script, tmp_path, 120)
     feeds, names, providers = json.loads(proc.stdout)
     assert feeds == [["template:uint8:(2, 8, 8, 3)", "search:uint8:(2, 16, 16, 3)", "resize_factor:float32:(2,)",
                       "threshold:float32:()"]]
