@@ -17,6 +17,7 @@ other modes never load grain.
 import sys
 
 from grm_jax.cli import main as cli_main
+from grm_jax.host_memory import keep_freed_memory
 from grm_jax.train.parts import TrainParts
 
 
@@ -39,6 +40,7 @@ TRAIN_PARTS = TrainParts(make_iterator=make_train_iterator, read_mae=read_mae)
 
 def main(argv: list[str] | None = None) -> int:
     """``python launch.py`` and the ``grm-jax`` command: every mode, training included."""
+    keep_freed_memory()  # before jax starts its threads (grm_jax.host_memory)
     return cli_main(argv, train_parts=TRAIN_PARTS)
 
 

@@ -29,6 +29,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from grm_jax.distributed import batch_mesh  # noqa: E402
+from grm_jax.host_memory import keep_freed_memory  # noqa: E402
 from grm_jax.model import GRM  # noqa: E402
 from grm_jax.run_config import RunConfig  # noqa: E402
 from grm_jax.train import optimizer as opt_lib, sample_run, state as state_lib, step as step_lib  # noqa: E402
@@ -80,6 +81,7 @@ def summary(res: dict, ref: str, other: str, window: int) -> list[dict]:
 
 
 def main(argv=None) -> dict:
+    keep_freed_memory()  # as launch.main does: XLA's buffers reuse freed heap memory
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--window", type=int, default=20, help="steps averaged per row")

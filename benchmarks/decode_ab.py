@@ -48,7 +48,8 @@ import numpy as np  # noqa: E402
 
 from data_pipelines import pipeline  # noqa: E402
 from grm_jax.crop import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from grm_jax.datasets.decode import decode_image, decode_reduced, keep_freed_memory  # noqa: E402
+from grm_jax.datasets.decode import decode_image, decode_reduced  # noqa: E402
+from grm_jax.host_memory import keep_freed_memory  # noqa: E402
 from grm_jax.datasets.loaders import training_source  # noqa: E402
 from grm_jax.image_check import check_complete, check_pixels  # noqa: E402
 from grm_jax.run_config import RunConfig  # noqa: E402

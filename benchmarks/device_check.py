@@ -38,6 +38,7 @@ for p in (str(REPO), str(HERE)):
         sys.path.insert(0, p)
 
 import jax  # noqa: E402
+from grm_jax.host_memory import keep_freed_memory  # noqa: E402
 
 import agreement  # noqa: E402
 import roofline  # noqa: E402
@@ -107,6 +108,7 @@ def markdown(report: dict) -> str:
 
 
 def main(argv=None) -> dict:
+    keep_freed_memory()  # as launch.main does: XLA's buffers reuse freed heap memory
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="device_check", help="folder for device_check.json / .md")
     p.add_argument("--smoke", action="store_true", help="CPU smoke: micro/tiny model, one repeat")

@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 
 from grm_jax import save_model  # noqa: E402
 from grm_jax.export import export_step, load_exported, load_step_spec  # noqa: E402
+from grm_jax.host_memory import keep_freed_memory  # noqa: E402
 from grm_jax.track.tracker import run_step  # noqa: E402
 
 
@@ -89,6 +90,7 @@ def measure(name: str, workdir: pathlib.Path, repeats: int, warmup: int) -> list
 
 
 def main(argv=None) -> int:
+    keep_freed_memory()  # as launch.main does: XLA's buffers reuse freed heap memory
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="tiny,vit_b", help="comma-separated: tiny, vit_b")
     parser.add_argument("--repeats", type=int, default=20)

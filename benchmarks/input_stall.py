@@ -32,6 +32,7 @@ if str(REPO) not in sys.path:
 import jax  # noqa: E402
 
 from grm_jax.distributed import batch_mesh  # noqa: E402
+from grm_jax.host_memory import keep_freed_memory  # noqa: E402
 from grm_jax.model import GRM, vit_base, vit_large  # noqa: E402
 from grm_jax.run_config import RunConfig  # noqa: E402
 from grm_jax.train import optimizer as opt_lib, sample_run, state as state_lib, step as step_lib  # noqa: E402
@@ -89,6 +90,7 @@ def real_frames_run(base: RunConfig, model: str, batch: int, frames_from: str, r
 
 
 def main(argv=None) -> list[dict]:
+    keep_freed_memory()  # as launch.main does: XLA's buffers reuse freed heap memory
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workers", default="0,2")
     p.add_argument("--steps", type=int, default=40, help="steps per kind and worker count")

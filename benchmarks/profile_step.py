@@ -23,6 +23,7 @@ if str(REPO) not in sys.path:
 import jax  # noqa: E402
 
 from benchmarks.roofline import MODELS, model_config, train_case  # noqa: E402
+from grm_jax.host_memory import keep_freed_memory  # noqa: E402
 from grm_jax.model import GRM, init_variables  # noqa: E402
 
 
@@ -55,6 +56,7 @@ def profile(fn, steps: int, logdir: str) -> dict:
 
 
 def main(argv=None):
+    keep_freed_memory()  # as launch.main does: XLA's buffers reuse freed heap memory
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=sorted(MODELS), default="tiny")
     p.add_argument("--batch", type=int, default=2)

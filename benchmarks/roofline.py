@@ -39,6 +39,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from grm_jax.host_memory import keep_freed_memory  # noqa: E402
 from grm_jax.model import GRM, ModelConfig, init_variables, vit_base, vit_large  # noqa: E402
 
 # The tiny model: the fixture's dimensions (dim 192, depth 4) at the fixture's crop sizes.
@@ -237,6 +238,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> dict:
+    keep_freed_memory()  # as launch.main does: XLA's buffers reuse freed heap memory
     args = parse_args(argv)
     batches = [int(x) for x in args.batches.split(",") if x.strip()]
     out = measure(args.model, batches, args.dtypes.split(","), args.repeats, args.square)

@@ -46,6 +46,7 @@ import numpy as np  # noqa: E402
 
 from grm_jax.datasets import load_benchmark  # noqa: E402
 from grm_jax.distributed import batch_mesh, batch_sharding, replicated_sharding  # noqa: E402
+from grm_jax.host_memory import keep_freed_memory  # noqa: E402
 from grm_jax.model import GRM, init_variables, vit_base, vit_large  # noqa: E402
 from grm_jax.model.attention import inference_attention  # noqa: E402
 from grm_jax.track.batched import BatchedTracker  # noqa: E402
@@ -357,6 +358,7 @@ def markdown(out: dict) -> str:
 
 
 def main(argv=None):
+    keep_freed_memory()  # as launch.main does: XLA's buffers reuse freed heap memory
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--roofline" in argv:
         from benchmarks import roofline  # noqa: PLC0415

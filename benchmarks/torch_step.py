@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import resource
 import statistics
 import sys
 import time
@@ -41,6 +42,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import roofline  # noqa: E402
+from grm_jax.host_memory import keep_freed_memory  # noqa: E402
 from grm_jax.model import GRM, ModelConfig, init_variables  # noqa: E402
 from grm_jax.model.attention import RELATION_RULE, SOFTMAX_EPS  # noqa: E402
 
@@ -149,10 +151,12 @@ def build_torch_step(cfg: ModelConfig, batch: int):
     return step, sum(p.numel() for p in net.parameters())
 
 
-def _timed(fn) -> tuple[float, float]:
-    t0, c0 = time.perf_counter(), time.process_time()
+def _timed(fn) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds of the process, minor page faults) of one call."""
+    f0, t0, c0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter(), time.process_time()
     jax.block_until_ready(fn())
-    return time.perf_counter() - t0, time.process_time() - c0
+    return (time.perf_counter() - t0, time.process_time() - c0,
+            resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
 
 
 def measure(model_name: str, batch: int, repeats: int) -> dict:
@@ -172,8 +176,9 @@ def measure(model_name: str, batch: int, repeats: int) -> dict:
     for _ in range(repeats):
         for k, fn in cases.items():
             times[k].append(_timed(fn))
-    rows = {k: {"ms": 1e3 * statistics.median(t for t, _ in v), "cpu_ms": 1e3 * statistics.median(c for _, c in v),
-                "ms_all": [1e3 * t for t, _ in v]} for k, v in times.items()}
+    rows = {k: {"ms": 1e3 * statistics.median(t for t, _, _ in v), "cpu_ms": 1e3 * statistics.median(c for _, c, _ in v),
+                "faults": statistics.median(f for _, _, f in v), "ms_all": [1e3 * t for t, _, _ in v]}
+            for k, v in times.items()}
     return {"meta": roofline.meta(model_name, cfg, repeats) | {"batch": batch, "torch": torch.__version__,
                                                                  "torch_threads": torch.get_num_threads()},
             "rows": rows, "xla_gflop": xla_flops / 1e9, "params": {"torch": torch_params, "jax": jax_params}}
@@ -186,17 +191,18 @@ def markdown(out: dict) -> str:
              f"{m['torch']} ({m['torch_threads']} threads), {m['date']}; model {m['model']} ({m['dims']}), batch "
              f"{m['batch']}; {m['repeats']} interleaved rounds, load average "
              + "/".join(f"{x:.1f}" for x in m["load_average"]), "",
-             "| train step | ms (median) | x PyTorch | CPU ms (median) | x PyTorch, CPU time | GFLOP/s (XLA's count) |",
-             "|---|---|---|---|---|---|"]
+             "| train step | ms (median) | x PyTorch | CPU ms (median) | x PyTorch, CPU time | GFLOP/s (XLA's count) "
+             "| page faults |", "|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
         lines.append(f"| {name} | {r['ms']:.1f} | {r['ms'] / ref['ms']:.2f} | {r['cpu_ms']:.1f} | "
-                     f"{r['cpu_ms'] / ref['cpu_ms']:.2f} | {out['xla_gflop'] / r['ms'] * 1e3:.1f} |")
+                     f"{r['cpu_ms'] / ref['cpu_ms']:.2f} | {out['xla_gflop'] / r['ms'] * 1e3:.1f} | {r['faults']:.0f} |")
     lines += ["", f"parameters: torch {out['params']['torch'] / 1e6:.2f} M, jax {out['params']['jax'] / 1e6:.2f} M; "
               f"the step's FLOPs: {out['xla_gflop']:.2f} GFLOP (XLA cost analysis of the jax step, used for both rows)"]
     return "\n".join(lines)
 
 
 def main(argv=None) -> dict:
+    keep_freed_memory()  # as launch.main does: XLA's buffers reuse freed heap memory
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=sorted(roofline.MODELS), default="micro")
     p.add_argument("--batch", type=int, default=2)

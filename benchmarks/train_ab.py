@@ -34,6 +34,7 @@ if str(REPO) not in sys.path:
 import jax  # noqa: E402
 
 from benchmarks.roofline import MODELS, cpu_flags, forward_case, model_config, train_case  # noqa: E402
+from grm_jax.host_memory import keep_freed_memory  # noqa: E402
 from grm_jax.model import GRM, attention, division, init_variables, vit  # noqa: E402
 from grm_jax.train import step as step_lib  # noqa: E402
 
@@ -60,6 +61,7 @@ def before(change: str):
 
 
 def main(argv=None) -> dict:
+    keep_freed_memory()  # as launch.main does: XLA's buffers reuse freed heap memory
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--change", choices=sorted(CHANGES), default="all")
     p.add_argument("--model", choices=sorted(MODELS), default="tiny")

@@ -29,7 +29,7 @@ import numpy as np
 from data_pipelines.processing import PairProcessor, make_training_sample
 from data_pipelines.sampler import PairSampler
 from grm_jax.datasets import PACK_META, Source, require_dataset_root, training_source
-from grm_jax.datasets.decode import keep_freed_memory
+from grm_jax.host_memory import keep_freed_memory
 from grm_jax.datasets.registry import TRAIN, resolve
 from grm_jax.run_config import CropSpec, DataConfig, RunConfig
 

@@ -113,20 +113,3 @@ def test_decode_reduced_follows_exif_rotation():
     assert full.shape[:2] == (101, 75)
     img, used, full_hw = decode_reduced(data, "r.jpg", 2)
     assert used == 2 and full_hw == (101, 75) and img.shape[:2] == (51, 38)
-
-
-def test_keep_freed_memory(monkeypatch):
-    """glibc: frame-sized buffers come from the heap and freed ones are kept (mallopt), once per
-    process; GRM_KEEP_FREED_MEMORY=0 leaves the allocator alone. The pixels do not depend on it."""
-    import platform
-
-    from grm_jax.datasets import decode
-
-    data = _encoded_files()["jpeg 4:2:0"]
-    before = decode_image(data, "a.jpg")
-    applied = decode.keep_freed_memory()
-    assert applied == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
-    assert decode.keep_freed_memory() == applied  # once per process
-    np.testing.assert_array_equal(decode_image(data, "a.jpg"), before)
-    monkeypatch.setenv("GRM_KEEP_FREED_MEMORY", "0")
-    assert decode._mallopt_thresholds() is False

@@ -161,3 +161,16 @@ def test_input_stall_feeds_the_real_network_from_real_frames(tmp_path, real_sequ
     assert run.data.datasets == ("got10k_train_all",) and run.data.roots["got10k"] == str(tmp_path)
     batch = next(iter(make_train_iterator(run, 2, seed=0, num_workers=0, num_threads=1)))
     assert batch["template"].shape == (2, 128, 128, 3) and batch["search"].shape == (2, 256, 256, 3)
+
+
+@pytest.mark.slow
+def test_host_memory_ab_smoke(tmp_path, capsys):
+    """benchmarks/host_memory_ab.py on the micro model: one process per variant, the setting applied
+    only in the 'on' one, and its steps reuse freed memory (no page faults)."""
+    bench = _bench("host_memory_ab")
+    out = bench.main(["--model", "micro", "--rounds", "1", "--steps", "2", "--json", str(tmp_path / "h.json")])
+    text = capsys.readouterr().out
+    assert "| keep_freed_memory | ms per step | user CPU ms | system CPU ms | minor faults per step |" in text
+    (off,), (on,) = out["runs"]["off"], out["runs"]["on"]
+    assert off["applied"] is False and on["applied"] is True
+    assert on["faults"] <= off["faults"] and on["ms"] > 0 and off["ms"] > 0

@@ -14,18 +14,14 @@ pixels are not those of a down-scaled full decode. Only the training option
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import math
-import os
-import platform
 
 import numpy as np
 
 from grm_jax.errors import DataError
 from grm_jax.image_check import check_complete, check_pixels, image_size
 
-__all__ = ["CorruptImageError", "REDUCTIONS", "decode_image", "decode_reduced", "keep_freed_memory"]
+__all__ = ["CorruptImageError", "REDUCTIONS", "decode_image", "decode_reduced"]
 
 REDUCTIONS = (1, 2, 4, 8)  # the DCT scalings libjpeg offers through OpenCV
 _JPEG_SOI = b"\xff\xd8"
@@ -96,40 +92,3 @@ def decode_reduced(data: bytes, name: str, reduce: int) -> tuple[np.ndarray, int
                 return img, reduce, full_hw
     img = decode_image(data, name)
     return img, 1, img.shape[:2]
-
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
-_MMAP_THRESHOLD = 32 << 20  # glibc's largest: a 4K RGB frame (25 MB) still comes from the heap
-_TRIM_THRESHOLD = 64 << 20
-_KEPT: dict[int, bool] = {}  # pid -> applied (a forked worker applies it again)
-
-
-def keep_freed_memory() -> bool:
-    """Serve frame-sized buffers from the heap and keep freed memory for reuse (glibc only; once
-    per process). Returns True when applied.
-
-    glibc hands every allocation of at least 128 KiB (raised as larger blocks are freed) to a fresh
-    mmap: each decoded 720p frame (2.7 MB) and each float32 crop then costs a page fault per 4 KiB
-    page when first written, which on this VM took as long as the JPEG decode itself
-    (benchmarks/decode_ab.py). With ``mallopt(M_MMAP_THRESHOLD, 32 MiB)`` and
-    ``M_TRIM_THRESHOLD`` 64 MiB freed frames are reused instead. Pixels are unchanged; a process
-    keeps up to 64 MiB of freed memory per malloc arena. ``GRM_KEEP_FREED_MEMORY=0`` turns it off.
-    """
-    pid = os.getpid()
-    if pid not in _KEPT:
-        _KEPT[pid] = _mallopt_thresholds()
-    return _KEPT[pid]
-
-
-def _mallopt_thresholds() -> bool:
-    if os.environ.get("GRM_KEEP_FREED_MEMORY", "1").strip() == "0":
-        return False
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and bool(
-            libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
-    except (OSError, AttributeError):
-        return False

@@ -39,6 +39,7 @@ from grm_jax.datasets.loaders import dataset_root
 from grm_jax.datasets.registry import TRAIN, resolve
 from grm_jax.distributed import batch_mesh, initialize_distributed
 from grm_jax.errors import MissingFileError, TrainingError, WorkdirError
+from grm_jax.host_memory import keep_freed_memory
 from grm_jax.io_utils import disk_full_error, ensure_writable_dir, is_disk_full
 from grm_jax.run_config import RunConfig, TrainConfig
 from grm_jax.train import checkpointing, sample_run
@@ -104,6 +105,7 @@ def run_train(run: RunConfig, workdir: str | os.PathLike, parts: TrainParts) -> 
     'eval': the sample-run evaluation text or None}."""
     if not isinstance(parts, TrainParts):
         raise TypeError(f"run_train needs a grm_jax.train.parts.TrainParts (launch.TRAIN_PARTS), got {parts!r}")
+    keep_freed_memory()  # XLA's step buffers reuse the heap (grm_jax.host_memory); launch.main did it already
     initialize_distributed()
     t_start = time.time()
     run, sample = _effective_run(run)
