@@ -17,11 +17,9 @@ import argparse
 import json
 import os
 import pathlib
-import resource
 import statistics
 import subprocess
 import sys
-import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -37,7 +35,7 @@ def child(args) -> dict:
     applied = keep_freed_memory()
     import jax  # noqa: PLC0415  (after the allocator setting, as in launch.main)
 
-    from benchmarks.roofline import cpu_flags, forward_case, model_config, train_case  # noqa: PLC0415
+    from benchmarks.roofline import cpu_flags, forward_case, measured_call, model_config, train_case  # noqa: PLC0415
     from grm_jax.model import GRM, init_variables  # noqa: PLC0415
 
     cfg = model_config(args.model)
@@ -47,11 +45,9 @@ def child(args) -> dict:
         jax.block_until_ready(fn())
     rows = []
     for _ in range(args.steps):
-        r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        jax.block_until_ready(fn())
-        t1, r1 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
-        rows.append({"ms": 1e3 * (t1 - t0), "user_ms": 1e3 * (r1.ru_utime - r0.ru_utime),
-                     "sys_ms": 1e3 * (r1.ru_stime - r0.ru_stime), "faults": r1.ru_minflt - r0.ru_minflt})
+        cost = measured_call(fn)
+        rows.append({"ms": 1e3 * cost["s"], "user_ms": 1e3 * (cost["cpu_s"] - cost["sys_s"]),
+                     "sys_ms": 1e3 * cost["sys_s"], "faults": cost["faults"]})
     out = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
     return {**out, "applied": applied, "cpu_flags": cpu_flags(), "load_average": os.getloadavg()[0]}
 

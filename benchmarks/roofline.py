@@ -29,6 +29,7 @@ import os
 import pathlib
 import statistics
 import sys
+import resource
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -75,11 +76,19 @@ def cpu_flags() -> str:
     return "AVX-512" if "avx512f" in text else "AVX2" if "avx2" in text else "?"
 
 
+def measured_call(fn) -> dict:
+    """One blocking call of ``fn``: wall seconds ``s``, CPU seconds of this process (all threads)
+    ``cpu_s``, of which in the kernel ``sys_s``, and minor page faults ``faults``."""
+    r0, t0, c0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter(), time.process_time()
+    jax.block_until_ready(fn())
+    t1, c1, r1 = time.perf_counter(), time.process_time(), resource.getrusage(resource.RUSAGE_SELF)
+    return {"s": t1 - t0, "cpu_s": c1 - c0, "sys_s": r1.ru_stime - r0.ru_stime, "faults": r1.ru_minflt - r0.ru_minflt}
+
+
 def _timed(fn) -> tuple[float, float]:
     """(wall seconds, CPU seconds of this process, all threads) of one blocking call."""
-    t0, c0 = time.perf_counter(), time.process_time()
-    jax.block_until_ready(fn())
-    return time.perf_counter() - t0, time.process_time() - c0
+    cost = measured_call(fn)
+    return cost["s"], cost["cpu_s"]
 
 
 def gemm_probe(m: int, k: int, n: int, dtype, min_flops: float = 2e9):

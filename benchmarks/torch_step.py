@@ -27,10 +27,8 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
-import resource
 import statistics
 import sys
-import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -151,14 +149,6 @@ def build_torch_step(cfg: ModelConfig, batch: int):
     return step, sum(p.numel() for p in net.parameters())
 
 
-def _timed(fn) -> tuple[float, float, int]:
-    """(wall seconds, CPU seconds of the process, minor page faults) of one call."""
-    f0, t0, c0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter(), time.process_time()
-    jax.block_until_ready(fn())
-    return (time.perf_counter() - t0, time.process_time() - c0,
-            resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
-
-
 def measure(model_name: str, batch: int, repeats: int) -> dict:
     import torch  # noqa: PLC0415
 
@@ -170,15 +160,15 @@ def measure(model_name: str, batch: int, repeats: int) -> dict:
     jax_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(variables["params"]))
     cases = {"pytorch eager (stand-in)": lambda: torch_step().item(), "grm-jax": jax_step}
     for fn in cases.values():
-        _timed(fn)
-        _timed(fn)
-    times = {k: [] for k in cases}
+        roofline.measured_call(fn)
+        roofline.measured_call(fn)
+    costs = {k: [] for k in cases}
     for _ in range(repeats):
         for k, fn in cases.items():
-            times[k].append(_timed(fn))
-    rows = {k: {"ms": 1e3 * statistics.median(t for t, _, _ in v), "cpu_ms": 1e3 * statistics.median(c for _, c, _ in v),
-                "faults": statistics.median(f for _, _, f in v), "ms_all": [1e3 * t for t, _, _ in v]}
-            for k, v in times.items()}
+            costs[k].append(roofline.measured_call(fn))
+    rows = {k: {"ms": 1e3 * statistics.median(c["s"] for c in v), "cpu_ms": 1e3 * statistics.median(c["cpu_s"] for c in v),
+                "faults": statistics.median(c["faults"] for c in v), "ms_all": [1e3 * c["s"] for c in v]}
+            for k, v in costs.items()}
     return {"meta": roofline.meta(model_name, cfg, repeats) | {"batch": batch, "torch": torch.__version__,
                                                                  "torch_threads": torch.get_num_threads()},
             "rows": rows, "xla_gflop": xla_flops / 1e9, "params": {"torch": torch_params, "jax": jax_params}}
