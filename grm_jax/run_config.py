@@ -103,6 +103,7 @@ class TrainConfig:
     """batch_size: GLOBAL batch (official 320 = 40 per GPU x 8); epochs / lr_drop_epoch: step
     schedule (LR x0.1 at the drop); lr (head), backbone_lr_mult, divide_lr (division
     predictors); weight_decay; grad_clip (global norm); bf16: bfloat16 compute;
+    warmup_steps: LR warmup (not in the official recipe, 0 = none; see grm_jax.train.optimizer);
     shard_params: FSDP-style parameter sharding; checkpoint_every_steps / keep_checkpoints /
     log_every_steps; max_steps: cut the schedule short; seed: data and dropout streams;
     eval_after: evaluate the final checkpoint on the sample validation sequences;
@@ -116,6 +117,7 @@ class TrainConfig:
     divide_lr: float = 4e-4
     weight_decay: float = 1e-4
     grad_clip: float = 0.1
+    warmup_steps: int = 0
     bf16: bool = False
     shard_params: bool = False
     checkpoint_every_steps: int = 1000
@@ -376,6 +378,7 @@ def _validate(run: RunConfig) -> None:
     for key in ("batch_size", "epochs", "lr_drop_epoch", "checkpoint_every_steps", "keep_checkpoints", "log_every_steps",
                 "sample_steps", "sample_batch_size"):
         _require(getattr(t, key) >= 1, f"train.{key}", getattr(t, key), "must be >= 1")
+    _require(t.warmup_steps >= 0, "train.warmup_steps", t.warmup_steps, "must be >= 0 (0 = no warmup)")
     _require(t.max_steps is None or t.max_steps >= 1, "train.max_steps", t.max_steps, "must be >= 1 (or None)")
     for key in ("lr", "backbone_lr_mult", "divide_lr", "weight_decay", "grad_clip"):
         value = getattr(t, key)

@@ -37,6 +37,15 @@ def test_group_lrs_and_step_decay():
         np.testing.assert_allclose(lrs["divide"], 4e-4 * scale, rtol=1e-6)
 
 
+def test_warmup_scales_every_group_then_leaves_the_step_decay():
+    train = TrainConfig(lr=4e-4, backbone_lr_mult=0.1, divide_lr=2e-4, lr_drop_epoch=3, warmup_steps=4)
+    _, lr_fn = opt_lib.make_optimizer(train, steps_per_epoch=5)
+    for step, scale in ((0, 0.25), (1, 0.5), (3, 1.0), (14, 1.0), (15, 0.1)):
+        lrs = {k: float(v) for k, v in lr_fn(step).items()}
+        np.testing.assert_allclose([lrs["head"], lrs["backbone"], lrs["divide"]],
+                                   np.array([4e-4, 4e-5, 2e-4]) * scale, rtol=1e-6)
+
+
 def _adamw_first_step(g, p, lr, wd, eps=1e-8):
     # torch AdamW step 1: p -= lr*wd*p; m_hat = g; v_hat = g^2; p -= lr * g / (|g| + eps)
     return p * (1 - lr * wd) - lr * g / (np.abs(g) + eps)

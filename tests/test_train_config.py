@@ -25,7 +25,8 @@ def test_missing_mae_file_is_named(tmp_path):
 @pytest.mark.parametrize("override, key", [("train.max_steps=0", "train.max_steps"),
                                            ("train.max_steps=-3", "train.max_steps"),
                                            ("train.lr=nan", "train.lr"),
-                                           ("train.lr_drop_epoch=0", "train.lr_drop_epoch")])
+                                           ("train.lr_drop_epoch=0", "train.lr_drop_epoch"),
+                                           ("train.warmup_steps=-1", "train.warmup_steps")])
 def test_bad_training_values_refused_by_the_config(override, key):
     with pytest.raises(ConfigError, match=rf"config\.{key}="):
         load_run_config("grm_tiny_cpu", [override])

@@ -204,6 +204,7 @@ def _setup(run: RunConfig, workdir: pathlib.Path, parts: TrainParts) -> _Session
     say(f"{n_proc} process(es), {n_dev} device(s) [{jax.devices()[0].platform}]; global batch "
         f"{sched.global_batch} ({local_batch} per process); {sched.total_steps} steps, "
         f"{sched.steps_per_epoch} per epoch; "
+        + (f"LR warmup over {run.train.warmup_steps} steps; " if run.train.warmup_steps else "")
         + (f"LR x0.1 at step {sched.drop_step}" if sched.drop_step < sched.total_steps
            else "no LR drop within this run"))
     model = GRM(run.model, dtype=jnp.bfloat16 if run.train.bf16 else jnp.float32)

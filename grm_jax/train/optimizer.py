@@ -10,6 +10,9 @@ group LR, applied to all parameters as torch.optim.AdamW does), step decay x0.1 
 ``lr_drop_epoch`` epochs (torch StepLR stepped once per epoch). Gradients are first clipped to
 global norm ``grad_clip`` with torch's ``clip_grad_norm_`` formula (factor max_norm / (norm + 1e-6)
 when that is < 1), over ALL gradients together, before the AdamW step.
+
+``warmup_steps`` (not in the official recipe; default 0 = none) multiplies every group's LR by
+min(1, (step + 1) / warmup_steps) over the first optimizer steps; the step decay is unchanged.
 """
 from __future__ import annotations
 
@@ -82,7 +85,7 @@ def make_optimizer(train: TrainConfig, steps_per_epoch: int = 1
     at optimizer step ``step`` (0-based; the step that produces state.step + 1)."""
     # lr * 0.1 ** floor(step / drop_steps): torch StepLR counted in optimizer steps
     drop_steps = max(train.lr_drop_epoch * max(int(steps_per_epoch), 1), 1)
-    schedules = {g: optax.exponential_decay(lr, drop_steps, 0.1, staircase=True)
+    schedules = {g: _with_warmup(optax.exponential_decay(lr, drop_steps, 0.1, staircase=True), train.warmup_steps)
                  for g, lr in base_lrs(train).items()}
     groups = {g: optax.adamw(schedules[g], b1=ADAM_B1, b2=ADAM_B2, eps=ADAM_EPS,
                              weight_decay=train.weight_decay) for g in GROUPS}
@@ -92,6 +95,13 @@ def make_optimizer(train: TrainConfig, steps_per_epoch: int = 1
         return {g: schedules[g](step) for g in GROUPS}
 
     return tx, lr_fn
+
+
+def _with_warmup(schedule: optax.Schedule, warmup_steps: int) -> optax.Schedule:
+    """``schedule`` times the linear warmup factor min(1, (step + 1) / warmup_steps); 0 = unchanged."""
+    if warmup_steps <= 0:
+        return schedule
+    return lambda step: schedule(step) * jnp.minimum(1.0, (step + 1) / warmup_steps)
 
 
 def group_sizes(params) -> Mapping[str, int]:
