@@ -106,8 +106,8 @@ class TrainConfig:
     warmup_steps: LR warmup (not in the official recipe, 0 = none; see grm_jax.train.optimizer);
     shard_params: FSDP-style parameter sharding; checkpoint_every_steps / keep_checkpoints /
     log_every_steps; max_steps: cut the schedule short; seed: data and dropout streams;
-    eval_after: evaluate the final checkpoint on the sample validation sequences;
-    sample_steps / sample_batch_size: the short schedule used with no dataset configured."""
+    eval_after: evaluate the final checkpoint on the sample validation sequences (the sample
+    run's own settings: configs/grm_sample_cpu.py, grm_sample_accelerator.py)."""
 
     batch_size: int = 320
     epochs: int = 100
@@ -126,8 +126,6 @@ class TrainConfig:
     max_steps: int | None = None
     seed: int = 0
     eval_after: bool = False
-    sample_steps: int = 40
-    sample_batch_size: int = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -375,8 +373,7 @@ def _validate(run: RunConfig) -> None:
         _require(getattr(d, key) >= 1, f"data.{key}", getattr(d, key), "must be >= 1")
     _require(d.num_workers >= 0 and d.num_threads >= 1, "data.num_workers/num_threads",
              (d.num_workers, d.num_threads), "need workers >= 0 and threads >= 1")
-    for key in ("batch_size", "epochs", "lr_drop_epoch", "checkpoint_every_steps", "keep_checkpoints", "log_every_steps",
-                "sample_steps", "sample_batch_size"):
+    for key in ("batch_size", "epochs", "lr_drop_epoch", "checkpoint_every_steps", "keep_checkpoints", "log_every_steps"):
         _require(getattr(t, key) >= 1, f"train.{key}", getattr(t, key), "must be >= 1")
     _require(t.warmup_steps >= 0, "train.warmup_steps", t.warmup_steps, "must be >= 0 (0 = no warmup)")
     _require(t.max_steps is None or t.max_steps >= 1, "train.max_steps", t.max_steps, "must be >= 1 (or None)")
