@@ -74,13 +74,14 @@ def test_cpu_sample_config(tmp_path, monkeypatch):
     assert (tmp_path / "data" / "val" / "list.txt").read_text().split() == ["GOT-10k_Val_000001"]
     assert new.data.num_workers == 0 and new.init.mae is None
     t = new.train
-    assert (t.batch_size, t.max_steps, t.lr, t.backbone_lr_mult, t.keep_checkpoints) == (8, 2800, 7e-4, 1.0, 1)
+    assert (t.batch_size, t.max_steps, t.lr, t.backbone_lr_mult, t.keep_checkpoints) == (8, 2800, 5e-4, 1.0, 1)
+    assert t.warmup_steps == 300 and t.divide_lr == t.lr
     assert new.train == file.train and new.data.search_jitter == file.data.search_jitter
     sched = loop.plan_schedule(t, new.data.samples_per_epoch)
     assert sched.total_steps == 2800 and sched.drop_step == int(0.8 * 2800)
     assert t.eval_after and new.eval.batch_sequences == 6
     for text in ("REDUCED", "dim 128", "dim 768", "--config.data.roots.got10k=", "GPU or TPU", "grm_sample_cpu.py",
-                 "2800 steps x 8 pairs", "config.init.mae is ignored"):
+                 "2800 steps x 8 pairs", "(warmup 300 steps)", "config.init.mae is ignored"):
         assert text in banner, text
     # a command-line value wins over the sample config: train.max_steps cuts the schedule
     short, _ = sample_run.sample_run_config(load_run_config("grm_got", ["train.max_steps=3", f"data.roots.sample={tmp_path / 'data'}"]), "cpu", 1, 1)

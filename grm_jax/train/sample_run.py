@@ -128,6 +128,7 @@ def _banner(old: RunConfig, new: RunConfig, name: str, backend: str, folder: str
     reduced = new.model != old.model
     init = f"MAE weights {new.init.mae}" if new.init.mae else "random weights"
     drop = f", x0.1 from step {drop_step}" if drop_step < t.max_steps else ""
+    warmup = f" (warmup {t.warmup_steps} steps)" if t.warmup_steps else ""
     lines = [
         "=" * 78,
         "No training dataset configured (config.data.roots.*, ~/.config/grm_jax/datasets.json, GRM_DATA_ROOT;",
@@ -144,7 +145,7 @@ def _banner(old: RunConfig, new: RunConfig, name: str, backend: str, folder: str
     if mae_ignored:
         lines.append("            config.init.mae is ignored: the MAE weights do not fit the reduced model")
     lines += [
-        f"  schedule: {t.max_steps} steps x {t.batch_size} pairs from {init}, LR {t.lr:g}{drop}, search-crop "
+        f"  schedule: {t.max_steps} steps x {t.batch_size} pairs from {init}, LR {t.lr:g}{warmup}{drop}, search-crop "
         f"centre jitter {new.data.search_jitter.center:g}",
         f"            (the paper's recipe: {old.train.epochs} epochs x {old.data.samples_per_epoch} pairs, "
         f"jitter {old.data.search_jitter.center:g})",
