@@ -16,7 +16,8 @@ One row per (dtype, attention) variant; the columns:
   with JPEG decode (frame paths, decoded ahead in threads) and on frames decoded beforehand;
 * B=<n> f/s: frames/s of ``BatchedTracker`` over n copies of the real sequences (with decode);
 * all-dev f/s: the same at the largest B, slots sharded over all local devices;
-* train pairs/s: the real train step (training always uses 'masked' attention), ``--train_batch``;
+* train pairs/s: the real train step (training always uses 'masked' attention), ``--train_batch``,
+  as the training loop runs it (no donation on CPU), median of ``--train_steps`` after 5 warm-up steps;
 * compile s: first call minus the median call of the forward step.
 Variants are interleaved (round-robin repeats) so that machine noise hits them alike; everything
 is warmed up first. ``--changes`` adds before/after ratios: attention implementations, frame
@@ -155,6 +156,12 @@ def copies(seqs, n: int, frames: int | None = None, decoded: dict | None = None)
     return out
 
 
+# Untimed steps after the compiling one. On CPU the heap keeps growing (page faults, system time)
+# for about 5 steps of ViT-B until freed blocks cover a step's allocations (grm_jax.host_memory);
+# from then on 0 faults per step, as in a long training run.
+TRAIN_WARMUP_STEPS = 5
+
+
 def train_pairs_per_s(model, dtype, batch: int, steps: int) -> tuple[float, float]:
     """(pairs/s, compile s) of the real train step on a random batch over the local devices (as many as
     divide the batch)."""
@@ -176,11 +183,16 @@ def train_pairs_per_s(model, dtype, batch: int, steps: int) -> tuple[float, floa
     state, metrics = fn(state, dev)
     jax.block_until_ready(metrics)
     compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for _ in range(steps):
+    for _ in range(TRAIN_WARMUP_STEPS):
         state, metrics = fn(state, dev)
     jax.block_until_ready(metrics)
-    return batch * steps / (time.perf_counter() - t0), compile_s
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        state, metrics = fn(state, dev)
+        jax.block_until_ready(metrics)
+        times.append(time.perf_counter() - t0)
+    return batch / statistics.median(times), compile_s
 
 
 def breakdown(model, variables, items, variant, batch, threshold, precision) -> dict:
