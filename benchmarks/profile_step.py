@@ -1,7 +1,9 @@
-"""Where the train step's time goes: a jax.profiler trace of a few steps, summed per HLO op kind.
+"""Where the train step's (or the forward's) time goes: a jax.profiler trace of a few steps,
+summed per HLO op kind.
 
     python benchmarks/profile_step.py                         # tiny model, batch 2
     python benchmarks/profile_step.py --model vit_b --batch 2 --steps 2 --top 25
+    python benchmarks/profile_step.py --model vit_b --batch 2 --step forward   # the network forward
 
 Prints the events of the trace (XLA:CPU records one per executed HLO thunk; on GPU one per
 kernel), grouped by name with the op numbering stripped ("fusion.123" -> "fusion", a dot keeps its
@@ -22,7 +24,7 @@ if str(REPO) not in sys.path:
 
 import jax  # noqa: E402
 
-from benchmarks.roofline import MODELS, model_config, train_case  # noqa: E402
+from benchmarks.roofline import MODELS, forward_case, model_config, train_case  # noqa: E402
 from grm_jax.host_memory import keep_freed_memory  # noqa: E402
 from grm_jax.model import GRM, init_variables  # noqa: E402
 
@@ -62,10 +64,13 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--top", type=int, default=30)
+    p.add_argument("--step", choices=("train", "forward"), default="train",
+                   help="the train step, or the network forward at inference (roofline.py's cases)")
     p.add_argument("--hlo", default=None, help="also write the optimized HLO text here (to look ops up)")
     args = p.parse_args(argv)
     cfg = model_config(args.model)
-    fn, flops = train_case(cfg, jax.numpy.float32, args.batch, init_variables(GRM(cfg), jax.random.PRNGKey(0)))
+    case = train_case if args.step == "train" else forward_case
+    fn, flops = case(cfg, jax.numpy.float32, args.batch, init_variables(GRM(cfg), jax.random.PRNGKey(0)))
     with tempfile.TemporaryDirectory() as tmp:
         totals = profile(fn, args.steps, tmp)
     if args.hlo:

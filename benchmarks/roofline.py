@@ -120,7 +120,12 @@ def forward_case(cfg: ModelConfig, dtype, batch: int, variables):
     s = jnp.asarray(rng.normal(size=(batch, cfg.search_size, cfg.search_size, 3)), jnp.float32)
     f = jax.jit(lambda v, a, b: model.apply(v, a, b)["score_map"])
     compiled = f.lower(variables, t, s).compile()
-    return (lambda: compiled(variables, t, s)), executable_flops(compiled)
+
+    def run():
+        return compiled(variables, t, s)
+
+    run.compiled = compiled
+    return run, executable_flops(compiled)
 
 
 def random_train_batch(cfg: ModelConfig, batch: int, mesh) -> dict:

@@ -174,3 +174,15 @@ def test_host_memory_ab_smoke(tmp_path, capsys):
     (off,), (on,) = out["runs"]["off"], out["runs"]["on"]
     assert off["applied"] is False and on["applied"] is True
     assert on["faults"] <= off["faults"] and on["ms"] > 0 and off["ms"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step", ["train", "forward"])
+def test_profile_step_smoke(tmp_path, capsys, step):
+    """profile_step.py on the micro model: the trace's events summed per op kind, for the train step
+    and for the forward; the optimized HLO written on request."""
+    hlo = tmp_path / "step.hlo"
+    _bench("profile_step").main(["--model", "micro", "--step", step, "--steps", "1", "--top", "5", "--hlo", str(hlo)])
+    text = capsys.readouterr().out
+    assert "| op kind | ms per step | calls per step | share |" in text and "ms of events per step" in text
+    assert "HloModule" in hlo.read_text()
