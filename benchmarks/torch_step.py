@@ -166,7 +166,8 @@ def measure(model_name: str, batch: int, repeats: int) -> dict:
     for _ in range(repeats):
         for k, fn in cases.items():
             costs[k].append(roofline.measured_call(fn))
-    rows = {k: {"ms": 1e3 * statistics.median(c["s"] for c in v), "cpu_ms": 1e3 * statistics.median(c["cpu_s"] for c in v),
+    rows = {k: {"ms": 1e3 * statistics.median(c["s"] for c in v),
+                "cpu_ms": 1e3 * statistics.median(c["cpu_s"] for c in v),
                 "faults": statistics.median(c["faults"] for c in v), "ms_all": [1e3 * c["s"] for c in v]}
             for k, v in costs.items()}
     return {"meta": roofline.meta(model_name, cfg, repeats) | {"batch": batch, "torch": torch.__version__,

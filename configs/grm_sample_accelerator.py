@@ -15,8 +15,8 @@ STEPS, BATCH = 1000, 32
 def get_config():
     c = got_config()
     c.train.update(dict(batch_size=BATCH, epochs=10, lr_drop_epoch=8, max_steps=STEPS, lr=2e-4, backbone_lr_mult=1.0,
-                        divide_lr=2e-4, warmup_steps=100, weight_decay=1e-4, checkpoint_every_steps=STEPS // 4, keep_checkpoints=1,
-                        log_every_steps=50, eval_after=True))
+                        divide_lr=2e-4, warmup_steps=100, weight_decay=1e-4, checkpoint_every_steps=STEPS // 4,
+                        keep_checkpoints=1, log_every_steps=50, eval_after=True))
     c.data.update(dict(datasets=["sample_train"], ratios=[1.0], samples_per_epoch=STEPS // 10 * BATCH))
     c.data.search_jitter.center = 2.0
     c.eval.batch_sequences = 6
